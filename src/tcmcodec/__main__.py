@@ -1,0 +1,7 @@
+"""``python -m tcmcodec`` is the ``tcm`` command."""
+
+import sys
+
+from tcmcodec.cli import main
+
+sys.exit(main())
