@@ -1,0 +1,172 @@
+"""Window multi-head self-attention (W-MSA) and its shifted variant (SW-MSA).
+
+Swin-style attention inside non-overlapping ``w x w`` windows with a learned relative
+position bias, as used by TCM's transformer path (Liu et al., CVPR 2023, Fig. 3; Liu et al.,
+"Swin Transformer", ICCV 2021). The state-dict layout matches the authors' checkpoints:
+``embedding_layer`` (C -> 3C, read as 3C/d groups of d channels: queries, keys, values),
+``relative_position_params`` (heads, 2w-1, 2w-1) and ``linear`` (C -> C).
+
+Unlike the reference, the relative-position index is computed once (a non-persistent
+buffer), shift masks are cached per feature-map size, attention runs through
+:func:`torch.nn.functional.scaled_dot_product_attention`, and maps whose sides are not
+multiples of the window are padded internally with the padded keys masked out.
+"""
+
+from __future__ import annotations
+
+from typing import Literal
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+WindowKind = Literal["W", "SW"]
+
+#: added to masked attention scores; exp() of it underflows to exactly 0 in float32, so the
+#: result equals masking with -inf, but a fully masked row (padding only) gives no NaN.
+MASKED_SCORE = -1.0e4
+
+
+def relative_position_index(window: int) -> Tensor:
+    """Index into the flattened (2w-1, 2w-1) bias table for every (query, key) pair.
+
+    Returns a (w*w, w*w) long tensor: for query (py, px) and key (ky, kx),
+    ``(py - ky + w - 1) * (2w - 1) + (px - kx + w - 1)``.
+    """
+    coords = torch.stack(
+        torch.meshgrid(torch.arange(window), torch.arange(window), indexing="ij"), dim=-1
+    ).reshape(-1, 2)
+    rel = coords[:, None, :] - coords[None, :, :] + window - 1
+    return rel[..., 0] * (2 * window - 1) + rel[..., 1]
+
+
+def _window_region_ids(size: int, window: int, shifted: bool) -> Tensor:
+    """Region label of each row (or column) of a rolled map, for the shift mask.
+
+    After rolling by -w/2, the last window along an axis holds two groups of positions
+    that were not neighbours before the roll; positions attend only within their group.
+    """
+    ids = torch.zeros(size, dtype=torch.long)
+    if shifted:
+        shift = window // 2
+        ids[size - window : size - shift] = 1
+        ids[size - shift :] = 2
+    return ids
+
+
+class WindowAttention(nn.Module):
+    """Multi-head self-attention within (optionally shifted) windows.
+
+    Args:
+        dim: channels C of the input.
+        head_dim: channels d of one head; C / d heads.
+        window: window side w.
+        kind: ``"W"`` (regular windows) or ``"SW"`` (windows shifted by w/2).
+
+    Shapes: input and output (B, H, W, C), channels last.
+    """
+
+    def __init__(self, dim: int, head_dim: int, window: int, kind: WindowKind) -> None:
+        super().__init__()
+        if dim % head_dim:
+            raise ValueError(f"WindowAttention: dim={dim} is not divisible by head_dim={head_dim}")
+        if kind not in ("W", "SW"):
+            raise ValueError(f"WindowAttention: kind must be 'W' or 'SW', got {kind!r}")
+        if window < 2 or window % 2:
+            raise ValueError(f"WindowAttention: window must be even and >= 2, got {window}")
+        self.dim = dim
+        self.head_dim = head_dim
+        self.num_heads = dim // head_dim
+        self.window = window
+        self.kind = kind
+        self.embedding_layer = nn.Linear(dim, 3 * dim)
+        self.relative_position_params = nn.Parameter(
+            torch.zeros(self.num_heads, 2 * window - 1, 2 * window - 1)
+        )
+        nn.init.trunc_normal_(self.relative_position_params, std=0.02)
+        self.linear = nn.Linear(dim, dim)
+        self.register_buffer(
+            "position_index", relative_position_index(window), persistent=False
+        )
+        self._mask_cache: dict[tuple, Tensor | None] = {}
+
+    @property
+    def shift(self) -> int:
+        return self.window // 2 if self.kind == "SW" else 0
+
+    def relative_position_bias(self) -> Tensor:
+        """(heads, w*w, w*w) bias added to the attention scores."""
+        table = self.relative_position_params.reshape(self.num_heads, -1)
+        return table[:, self.position_index]
+
+    def _mask(self, height: int, width: int, padded_h: int, padded_w: int, device: torch.device) -> Tensor | None:
+        """Additive (windows, 1, T, T) mask for shifted windows and padding, or None."""
+        key = (height, width, padded_h, padded_w, device)
+        if key in self._mask_cache:
+            return self._mask_cache[key]
+        shifted = self.kind == "SW"
+        padded = padded_h != height or padded_w != width
+        if not shifted and not padded:
+            mask = None
+        else:
+            w = self.window
+            rows = _window_region_ids(padded_h, w, shifted)
+            cols = _window_region_ids(padded_w, w, shifted)
+            region = rows[:, None] * 3 + cols[None, :]  # (Hp, Wp)
+            valid = torch.zeros(padded_h, padded_w, dtype=torch.bool)
+            valid[:height, :width] = True
+            if shifted:
+                valid = torch.roll(valid, shifts=(-self.shift, -self.shift), dims=(0, 1))
+            region = _partition(region[None, :, :, None], w).reshape(-1, w * w)  # (nW, T)
+            valid = _partition(valid[None, :, :, None], w).reshape(-1, w * w)
+            blocked = region[:, :, None] != region[:, None, :]
+            blocked |= ~valid[:, None, :]
+            mask = torch.zeros(blocked.shape, dtype=torch.float32)
+            mask.masked_fill_(blocked, MASKED_SCORE)
+            mask = mask[:, None].to(device)  # (nW, 1, T, T), broadcast over heads
+        if len(self._mask_cache) > 32:
+            self._mask_cache.clear()
+        self._mask_cache[key] = mask
+        return mask
+
+    def forward(self, x: Tensor) -> Tensor:
+        batch, height, width, channels = x.shape
+        w = self.window
+        padded_h = -(-height // w) * w
+        padded_w = -(-width // w) * w
+        if (padded_h, padded_w) != (height, width):
+            x = F.pad(x, (0, 0, 0, padded_w - width, 0, padded_h - height))
+        if self.shift:
+            x = torch.roll(x, shifts=(-self.shift, -self.shift), dims=(1, 2))
+        windows = _partition(x, w)  # (B, nW, T, C)
+        num_windows = windows.shape[1]
+        qkv = self.embedding_layer(windows)
+        qkv = qkv.reshape(batch, num_windows, w * w, 3, self.num_heads, self.head_dim)
+        q, k, v = qkv.permute(3, 0, 1, 4, 2, 5).unbind(0)  # each (B, nW, heads, T, d)
+        bias = self.relative_position_bias().to(q.dtype)  # (heads, T, T)
+        mask = self._mask(height, width, padded_h, padded_w, x.device)
+        if mask is not None:
+            bias = bias + mask.to(q.dtype)  # (nW, heads, T, T)
+        out = F.scaled_dot_product_attention(q, k, v, attn_mask=bias)
+        out = out.transpose(2, 3).reshape(batch, num_windows, w * w, channels)
+        out = self.linear(out)
+        out = _merge(out, padded_h, padded_w, w)
+        if self.shift:
+            out = torch.roll(out, shifts=(self.shift, self.shift), dims=(1, 2))
+        if (padded_h, padded_w) != (height, width):
+            out = out[:, :height, :width, :]
+        return out
+
+
+def _partition(x: Tensor, window: int) -> Tensor:
+    """(B, H, W, C) -> (B, H/w * W/w, w*w, C), windows in row-major order."""
+    batch, height, width, channels = x.shape
+    x = x.reshape(batch, height // window, window, width // window, window, channels)
+    return x.permute(0, 1, 3, 2, 4, 5).reshape(batch, -1, window * window, channels)
+
+
+def _merge(windows: Tensor, height: int, width: int, window: int) -> Tensor:
+    """Inverse of :func:`_partition`: (B, nW, w*w, C) -> (B, H, W, C)."""
+    batch, _, _, channels = windows.shape
+    x = windows.reshape(batch, height // window, width // window, window, window, channels)
+    return x.permute(0, 1, 3, 2, 4, 5).reshape(batch, height, width, channels)

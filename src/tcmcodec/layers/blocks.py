@@ -1,0 +1,103 @@
+"""Transformer block, TCM block and SWAtten (Liu, Sun, Katto, CVPR 2023, Sec. 3.2-3.3).
+
+Module and attribute names follow the authors' state-dict layout so their checkpoints load
+as they are (see ``shared/reference/TCM.md``).
+"""
+
+from __future__ import annotations
+
+import torch
+from compressai.layers import AttentionBlock, ResidualBlock, conv1x1
+from torch import Tensor, nn
+
+from tcmcodec.layers.attention import WindowAttention, WindowKind
+
+
+class TransformerBlock(nn.Module):
+    """Pre-norm transformer block on (B, H, W, C) maps: x + MSA(LN(x)), then x + MLP(LN(x)).
+
+    Keys: ``ln1``, ``msa``, ``ln2``, ``mlp.0``, ``mlp.2`` (MLP C -> ratio*C -> C, exact GELU).
+    """
+
+    def __init__(self, dim: int, head_dim: int, window: int, kind: WindowKind, mlp_ratio: int = 4) -> None:
+        super().__init__()
+        self.ln1 = nn.LayerNorm(dim)
+        self.msa = WindowAttention(dim, head_dim, window, kind)
+        self.ln2 = nn.LayerNorm(dim)
+        self.mlp = nn.Sequential(
+            nn.Linear(dim, mlp_ratio * dim), nn.GELU(), nn.Linear(mlp_ratio * dim, dim)
+        )
+
+    def forward(self, x: Tensor) -> Tensor:
+        x = x + self.msa(self.ln1(x))
+        return x + self.mlp(self.ln2(x))
+
+
+class ConvTransBlock(nn.Module):
+    """The TCM block: a CNN path and a window-attention path in parallel (paper Fig. 3).
+
+    Input and output (B, 2N, H, W). ``conv1_1`` (1x1) mixes, the first N channels go through
+    a residual CNN block (plus one more skip), the last N through a transformer block of
+    kind W or SW; ``conv1_2`` (1x1) fuses them and the block's input is added back.
+    """
+
+    def __init__(self, half_width: int, head_dim: int, window: int, kind: WindowKind, mlp_ratio: int = 4) -> None:
+        super().__init__()
+        width = 2 * half_width
+        self.half_width = half_width
+        self.conv1_1 = conv1x1(width, width)
+        self.conv1_2 = conv1x1(width, width)
+        self.conv_block = ResidualBlock(half_width, half_width)
+        self.trans_block = TransformerBlock(half_width, head_dim, window, kind, mlp_ratio)
+
+    def forward(self, x: Tensor) -> Tensor:
+        conv_x, trans_x = torch.split(self.conv1_1(x), self.half_width, dim=1)
+        conv_x = self.conv_block(conv_x) + conv_x
+        trans_x = self.trans_block(trans_x.permute(0, 2, 3, 1)).permute(0, 3, 1, 2)
+        return x + self.conv1_2(torch.cat((conv_x, trans_x), dim=1))
+
+
+def tcm_stage(half_width: int, depth: int, head_dim: int, window: int, mlp_ratio: int = 4) -> list[nn.Module]:
+    """``depth`` TCM blocks alternating W and SW windows, as in every stage of TCM."""
+    return [
+        ConvTransBlock(half_width, head_dim, window, "W" if i % 2 == 0 else "SW", mlp_ratio)
+        for i in range(depth)
+    ]
+
+
+class SwinBlock(nn.Module):
+    """A W transformer block followed by an SW one, on (B, C, H, W) maps.
+
+    Keys ``block_1`` and ``block_2``. Maps smaller than a window are handled by the
+    attention's own padding and masking (the reference pads and never crops).
+    """
+
+    def __init__(self, dim: int, head_dim: int, window: int, mlp_ratio: int = 4) -> None:
+        super().__init__()
+        self.block_1 = TransformerBlock(dim, head_dim, window, "W", mlp_ratio)
+        self.block_2 = TransformerBlock(dim, head_dim, window, "SW", mlp_ratio)
+
+    def forward(self, x: Tensor) -> Tensor:
+        x = x.permute(0, 2, 3, 1)
+        x = self.block_2(self.block_1(x))
+        return x.permute(0, 3, 1, 2)
+
+
+class SWAtten(AttentionBlock):
+    """Swin-attention module of the channel-wise entropy model (paper Fig. 4).
+
+    (B, c_in, H, W) -> (B, c_in, H, W). ``in_conv`` (1x1) maps to the inner width u; then
+    ``conv_a(u) * sigmoid(conv_b(swin(u))) + u`` (CompressAI's AttentionBlock with a Swin
+    block in front of its gating branch); ``out_conv`` (1x1) maps back.
+    """
+
+    def __init__(self, channels: int, inner_width: int, head_dim: int, window: int, mlp_ratio: int = 4) -> None:
+        super().__init__(N=inner_width)
+        self.non_local_block = SwinBlock(inner_width, head_dim, window, mlp_ratio)
+        self.in_conv = conv1x1(channels, inner_width)
+        self.out_conv = conv1x1(inner_width, channels)
+
+    def forward(self, x: Tensor) -> Tensor:
+        u = self.in_conv(x)
+        gate = self.conv_b(self.non_local_block(u))
+        return self.out_conv(self.conv_a(u) * torch.sigmoid(gate) + u)

@@ -1,0 +1,271 @@
+"""The TCM network (Liu, Sun, Katto, "Learned Image Compression with Mixed
+Transformer-CNN Architectures", CVPR 2023) as a CompressAI ``CompressionModel``.
+
+Data path (shapes for an input of (B, 3, H, W), H and W multiples of ``pad_multiple``)::
+
+    x ─g_a─► y (B, M, H/16, W/16) ─h_a─► z (B, hyper, H/64, W/64) ─bottleneck─► ẑ
+    ẑ ─h_mean_s / h_scale_s─► hyper means / scales (B, M, H/16, W/16)
+    slice loop (i = 0..S-1): [hyper, ŷ_0..ŷ_{i-1}] ─SWAtten─► conv stack ─► μ_i, σ_i
+        ŷ_i = Q(y_i - μ_i) + μ_i,  then ŷ_i += lrp_scale * tanh(LRP([support, ŷ_i]))
+    ŷ ─g_s─► x̂ (B, 3, H, W)
+
+The slice step is written once (:meth:`TCM._slice_loop`) and shared by :meth:`forward`
+(training: noisy likelihoods, straight-through rounding), :meth:`compress` and
+:meth:`decompress` (rANS with CompressAI's coder), which differ only in how a slice is
+quantized (:class:`SliceQuantizer`).
+"""
+
+from __future__ import annotations
+
+from typing import Protocol
+
+import torch
+from compressai.ans import BufferedRansEncoder, RansDecoder
+from compressai.entropy_models import EntropyBottleneck, GaussianConditional
+from compressai.layers import (
+    ResidualBlockUpsample,
+    ResidualBlockWithStride,
+    conv3x3,
+    subpel_conv3x3,
+)
+from compressai.models import CompressionModel
+from compressai.models.base import get_scale_table
+from compressai.ops import quantize_ste
+from torch import Tensor, nn
+
+from tcmcodec.config import TCMConfig
+from tcmcodec.layers import SWAtten, tcm_stage
+
+
+def _context_stack(in_channels: int, widths: tuple[int, int], out_channels: int) -> nn.Sequential:
+    """conv3x3 -> GELU -> conv3x3 -> GELU -> conv3x3 (keys .0 .2 .4), as in the reference."""
+    hidden, second = widths
+    return nn.Sequential(
+        conv3x3(in_channels, hidden), nn.GELU(),
+        conv3x3(hidden, second), nn.GELU(),
+        conv3x3(second, out_channels),
+    )
+
+
+class SliceQuantizer(Protocol):
+    """How one latent slice is quantized, given its predicted mean and scale.
+
+    Called with the slice index, μ_i and σ_i (B, M/S, h, w); returns ŷ_i before the
+    latent residual prediction.
+    """
+
+    def __call__(self, index: int, mean: Tensor, scale: Tensor) -> Tensor: ...
+
+
+class TCM(CompressionModel):
+    """TCM image compression model.
+
+    Keeps CompressAI's contract: :meth:`forward` returns ``x_hat`` and ``likelihoods``
+    (``y``, ``z``); :meth:`compress` returns ``strings`` (``[y_strings, z_strings]``, one per
+    batch element) and ``shape`` (z's height and width); :meth:`decompress` returns
+    ``x_hat`` clamped to [0, 1]; :meth:`update` builds the CDF tables; :meth:`aux_loss`.
+    """
+
+    def __init__(self, config: TCMConfig | None = None) -> None:
+        super().__init__()
+        cfg = config or TCMConfig()
+        self.config = cfg
+        N, C, M = cfg.N, cfg.width, cfg.M
+        hd = cfg.main_head_dims
+        main = dict(depth=cfg.main_depth, window=cfg.main_window, mlp_ratio=cfg.mlp_ratio)
+        hyper = dict(depth=cfg.hyper_depth, head_dim=cfg.hyper_head_dim, window=cfg.hyper_window,
+                     mlp_ratio=cfg.mlp_ratio)
+
+        self.g_a = nn.Sequential(
+            ResidualBlockWithStride(3, C, stride=2), *tcm_stage(N, head_dim=hd[0], **main),
+            ResidualBlockWithStride(C, C, stride=2), *tcm_stage(N, head_dim=hd[1], **main),
+            ResidualBlockWithStride(C, C, stride=2), *tcm_stage(N, head_dim=hd[2], **main),
+            conv3x3(C, M, stride=2),
+        )
+        self.g_s = nn.Sequential(
+            ResidualBlockUpsample(M, C, 2), *tcm_stage(N, head_dim=hd[2], **main),
+            ResidualBlockUpsample(C, C, 2), *tcm_stage(N, head_dim=hd[1], **main),
+            ResidualBlockUpsample(C, C, 2), *tcm_stage(N, head_dim=hd[0], **main),
+            subpel_conv3x3(C, 3, 2),
+        )
+        self.h_a = nn.Sequential(
+            ResidualBlockWithStride(M, C, stride=2), *tcm_stage(N, **hyper),
+            conv3x3(C, cfg.hyper_channels, stride=2),
+        )
+        self.h_mean_s = self._hyper_synthesis()
+        self.h_scale_s = self._hyper_synthesis()
+
+        S, K = cfg.num_slices, cfg.slice_channels
+        swatten = dict(inner_width=cfg.swatten_width, head_dim=cfg.swatten_head_dim,
+                       window=cfg.swatten_window, mlp_ratio=cfg.mlp_ratio)
+        self.atten_mean = nn.ModuleList(
+            nn.Sequential(SWAtten(cfg.context_channels(i), **swatten)) for i in range(S)
+        )
+        self.atten_scale = nn.ModuleList(
+            nn.Sequential(SWAtten(cfg.context_channels(i), **swatten)) for i in range(S)
+        )
+        self.cc_mean_transforms = nn.ModuleList(
+            _context_stack(cfg.context_channels(i), cfg.context_widths, K) for i in range(S)
+        )
+        self.cc_scale_transforms = nn.ModuleList(
+            _context_stack(cfg.context_channels(i), cfg.context_widths, K) for i in range(S)
+        )
+        self.lrp_transforms = nn.ModuleList(
+            _context_stack(cfg.context_channels(i) + K, cfg.context_widths, K) for i in range(S)
+        )
+        self.entropy_bottleneck = EntropyBottleneck(cfg.hyper_channels)
+        self.gaussian_conditional = GaussianConditional(None)
+
+    def _hyper_synthesis(self) -> nn.Sequential:
+        cfg = self.config
+        return nn.Sequential(
+            ResidualBlockUpsample(cfg.hyper_channels, cfg.width, 2),
+            *tcm_stage(cfg.N, cfg.hyper_depth, cfg.hyper_head_dim, cfg.hyper_window, cfg.mlp_ratio),
+            subpel_conv3x3(cfg.width, cfg.M, 2),
+        )
+
+    # ------------------------------------------------------------------ entropy model
+    def scale_table(self) -> Tensor:
+        cfg = self.config
+        return get_scale_table(cfg.scale_min, cfg.scale_max, cfg.scale_levels)
+
+    def update(self, scale_table: Tensor | None = None, force: bool = False, update_quantiles: bool = False) -> bool:
+        """Build the CDF tables (CompressAI contract); the scale table comes from the config."""
+        if scale_table is None:
+            scale_table = self.scale_table()
+        return super().update(scale_table=scale_table, force=force, update_quantiles=update_quantiles)
+
+    def hyper_parameters(self, z_hat: Tensor) -> tuple[Tensor, Tensor]:
+        """Hyper means and scales (B, M, 4h, 4w) from ẑ (B, hyper, h, w)."""
+        return self.h_mean_s(z_hat), self.h_scale_s(z_hat)
+
+    def _slice_loop(self, latent_means: Tensor, latent_scales: Tensor, quantize: SliceQuantizer) -> Tensor:
+        """The per-slice step of the channel-wise context model, written once.
+
+        For each slice i: condition on the hyper output and the earlier decoded slices,
+        predict μ_i and σ_i through SWAtten and the conv stacks, let ``quantize`` produce
+        ŷ_i, then add the latent residual prediction. Returns ŷ (B, M, h, w).
+        """
+        cfg = self.config
+        decoded: list[Tensor] = []
+        for i in range(cfg.num_slices):
+            support = decoded[: cfg.support_slices(i)]
+            mean_support = self.atten_mean[i](torch.cat([latent_means, *support], dim=1))
+            scale_support = self.atten_scale[i](torch.cat([latent_scales, *support], dim=1))
+            mean = self.cc_mean_transforms[i](mean_support)
+            scale = self.cc_scale_transforms[i](scale_support)
+            y_hat_slice = quantize(i, mean, scale)
+            residual = self.lrp_transforms[i](torch.cat([mean_support, y_hat_slice], dim=1))
+            decoded.append(y_hat_slice + cfg.lrp_scale * torch.tanh(residual))
+        return torch.cat(decoded, dim=1)
+
+    # ------------------------------------------------------------------ training
+    def forward(self, x: Tensor) -> dict:
+        """x (B, 3, H, W) in [0, 1] -> ``x_hat`` (not clamped) and likelihoods of y and z."""
+        y = self.g_a(x)
+        z = self.h_a(y)
+        _, z_likelihoods = self.entropy_bottleneck(z)
+        z_offset = self.entropy_bottleneck._get_medians()
+        z_hat = quantize_ste(z - z_offset) + z_offset
+        latent_means, latent_scales = self.hyper_parameters(z_hat)
+
+        y_slices = y.chunk(self.config.num_slices, dim=1)
+        likelihoods: list[Tensor] = []
+
+        def noisy(index: int, mean: Tensor, scale: Tensor) -> Tensor:
+            _, lik = self.gaussian_conditional(y_slices[index], scale, mean)
+            likelihoods.append(lik)
+            return quantize_ste(y_slices[index] - mean) + mean
+
+        y_hat = self._slice_loop(latent_means, latent_scales, noisy)
+        x_hat = self.g_s(y_hat)
+        return {
+            "x_hat": x_hat,
+            "likelihoods": {"y": torch.cat(likelihoods, dim=1), "z": z_likelihoods},
+        }
+
+    # ------------------------------------------------------------------ coding
+    def _cdf_tables(self) -> tuple[list, list, list]:
+        gc = self.gaussian_conditional
+        if gc._quantized_cdf.numel() == 0:
+            raise RuntimeError("CDF tables are not built: call model.update() first")
+        return gc.quantized_cdf.tolist(), gc.cdf_length.reshape(-1).int().tolist(), gc.offset.reshape(-1).int().tolist()
+
+    @torch.no_grad()
+    def compress(self, x: Tensor) -> dict:
+        """x (B, 3, H, W) -> {"strings": [y_strings, z_strings], "shape": (h_z, w_z)}."""
+        y = self.g_a(x)
+        z = self.h_a(y)
+        z_strings = self.entropy_bottleneck.compress(z)
+        z_hat = self.entropy_bottleneck.decompress(z_strings, z.shape[-2:])
+        y_hat, y_strings = self.compress_latent(y, z_hat)
+        return {"strings": [y_strings, z_strings], "shape": z.shape[-2:]}
+
+    @torch.no_grad()
+    def compress_latent(self, y: Tensor, z_hat: Tensor) -> tuple[Tensor, list[bytes]]:
+        """Code y given ẑ: returns ŷ and one rANS string per batch element.
+
+        Symbols are ``round(y_i - μ_i)``, coded slice by slice, each slice flattened in
+        channel, row, column order, with the CDF chosen by σ_i's scale-table index.
+        """
+        latent_means, latent_scales = self.hyper_parameters(z_hat)
+        y_slices = y.chunk(self.config.num_slices, dim=1)
+        symbols: list[Tensor] = []
+        indexes: list[Tensor] = []
+        gc = self.gaussian_conditional
+
+        def to_symbols(index: int, mean: Tensor, scale: Tensor) -> Tensor:
+            q = gc.quantize(y_slices[index], "symbols", mean)
+            symbols.append(q.reshape(q.shape[0], -1))
+            indexes.append(gc.build_indexes(scale).reshape(q.shape[0], -1))
+            return q.to(mean.dtype) + mean
+
+        y_hat = self._slice_loop(latent_means, latent_scales, to_symbols)
+        cdf, cdf_lengths, offsets = self._cdf_tables()
+        all_symbols = torch.cat(symbols, dim=1).int()
+        all_indexes = torch.cat(indexes, dim=1).int()
+        strings = []
+        for b in range(y.shape[0]):
+            encoder = BufferedRansEncoder()
+            encoder.encode_with_indexes(
+                all_symbols[b].tolist(), all_indexes[b].tolist(), cdf, cdf_lengths, offsets
+            )
+            strings.append(encoder.flush())
+        return y_hat, strings
+
+    @torch.no_grad()
+    def decompress(self, strings: list, shape) -> dict:
+        """Inverse of :meth:`compress`: {"x_hat": (B, 3, H, W) clamped to [0, 1]}."""
+        y_strings, z_strings = strings[0], strings[1]
+        z_hat = self.entropy_bottleneck.decompress(z_strings, shape)
+        y_hat = self.decompress_latent(y_strings, z_hat)
+        x_hat = self.g_s(y_hat).clamp_(0, 1)
+        return {"x_hat": x_hat}
+
+    @torch.no_grad()
+    def decompress_latent(self, y_strings: list[bytes], z_hat: Tensor) -> Tensor:
+        """ŷ (B, M, 4h, 4w) from the rANS strings and ẑ (B, hyper, h, w)."""
+        if len(y_strings) != z_hat.shape[0]:
+            raise ValueError(f"{len(y_strings)} y strings for a batch of {z_hat.shape[0]}")
+        latent_means, latent_scales = self.hyper_parameters(z_hat)
+        cdf, cdf_lengths, offsets = self._cdf_tables()
+        gc = self.gaussian_conditional
+        decoders = []
+        for string in y_strings:
+            decoder = RansDecoder()
+            decoder.set_stream(string)
+            decoders.append(decoder)
+
+        def from_stream(index: int, mean: Tensor, scale: Tensor) -> Tensor:
+            idx = gc.build_indexes(scale).int()
+            rows = [
+                torch.tensor(
+                    decoder.decode_stream(idx[b].reshape(-1).tolist(), cdf, cdf_lengths, offsets),
+                    dtype=torch.int32,
+                )
+                for b, decoder in enumerate(decoders)
+            ]
+            q = torch.stack(rows).reshape(mean.shape)
+            return gc.dequantize(q, mean)
+
+        return self._slice_loop(latent_means, latent_scales, from_stream)
