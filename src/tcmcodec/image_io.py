@@ -1,0 +1,593 @@
+"""Images in and out of the codec: modes, alpha, pixel limits, atomic writes.
+
+What the network codes is always an (H, W, 3) uint8 RGB array.  Everything
+else a user may hand us is mapped onto that, and the original colour mode is
+remembered so decoding gives the same kind of image back:
+
+====================  ==========  ==============================================
+input mode            ``mode``    what is coded
+====================  ==========  ==============================================
+RGB, RGBX, YCbCr,     RGB         the RGB pixels (Pillow's ``convert("RGB")``;
+CMYK, LAB, HSV                    CMYK JPEGs get their colours right this way)
+L, 1                  L           grey replicated to three channels
+L with a tRNS key     LA          grey replicated + the alpha plane
+P (palette)           RGB / RGBA  RGBA when the palette has transparency
+RGBA, RGBa, PA        RGBA        RGB + the alpha plane, kept losslessly
+LA, La                LA          grey replicated + the alpha plane
+I;16*, I              L           scaled to 8 bits (value / 257), with a warning
+F                     L           scaled to 8 bits, with a warning
+====================  ==========  ==============================================
+
+Design choices (see the functions for details):
+
+* **Pixel limit** -- ``width * height`` is read from the file header and
+  checked *before* any pixel is decoded (:data:`DEFAULT_MAX_PIXELS`).  Our limit
+  replaces Pillow's own decompression-bomb check while a file is opened, and a
+  :class:`PIL.Image.DecompressionBombError` is turned into :class:`ImageError`.
+* **Grey output** -- the decoded RGB of a grey image is not exactly grey; mode
+  "L" is rebuilt as the rounded mean of the three channels (not the ITU-R 601
+  luma), which is exact for grey and the least-squares choice for noise that
+  is independent across channels.
+* **Alpha** -- coded losslessly by :func:`encode_alpha` (constant plane in 2
+  bytes, otherwise the smallest of a few zlib-compressed representations).
+* **JPEG and alpha** -- saving an RGBA/LA image as JPEG (or any format that
+  cannot store it) raises :class:`ImageError` suggesting PNG/WebP/TIFF; the
+  alpha is never dropped silently.  Call ``image.convert("RGB")`` to drop it.
+* **Atomic writes** -- output goes to a temporary file in the target's
+  directory which is then ``os.replace``-d over the target; on any failure the
+  target is untouched and the temporary file is removed.
+"""
+
+from __future__ import annotations
+
+import io
+import os
+import struct
+import tempfile
+import threading
+import zlib
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+from PIL import Image, ImageOps, UnidentifiedImageError
+
+from .errors import FormatError, ImageError
+
+if TYPE_CHECKING:  # pragma: no cover
+    import torch
+
+__all__ = [
+    "DEFAULT_MAX_PIXELS",
+    "LoadedImage",
+    "load_image",
+    "to_pil",
+    "encode_alpha",
+    "decode_alpha",
+    "save_image",
+    "atomic_write_bytes",
+    "pad_amounts",
+    "to_tensor",
+    "from_tensor",
+    "pad_tensor",
+    "crop_tensor",
+]
+
+DEFAULT_MAX_PIXELS: int = 2**28
+"""Default pixel limit (268.4 MP, e.g. 16384 x 16384).  A 268 MP RGB image is
+~800 MB as uint8 and ~3.2 GB as a float32 tensor; pass ``max_pixels=None`` (CLI:
+``--max-pixels``) to lift or change it."""
+
+_PIL_LIMIT_LOCK = threading.Lock()
+
+
+@dataclass
+class LoadedImage:
+    """An image ready for the codec."""
+
+    rgb: np.ndarray
+    """(H, W, 3) uint8, C-contiguous: what the network codes."""
+    mode: str
+    """"RGB", "L", "RGBA" or "LA": the kind of image decoding gives back."""
+    alpha: np.ndarray | None = None
+    """(H, W) uint8 when ``mode`` is RGBA or LA, else None."""
+    warnings: list[str] = field(default_factory=list)
+    """Human-readable notes about lossy conversions, for the caller to print."""
+
+    @property
+    def height(self) -> int:
+        return int(self.rgb.shape[0])
+
+    @property
+    def width(self) -> int:
+        return int(self.rgb.shape[1])
+
+
+def _mp(pixels: int) -> str:
+    return f"{pixels / 1e6:.1f} MP"
+
+
+def _check_limit(width: int, height: int, max_pixels: int | None) -> None:
+    if max_pixels is not None and width * height > max_pixels:
+        raise ImageError(
+            f"image is {width}x{height} ({_mp(width * height)}), above the limit of "
+            f"{_mp(max_pixels)}; raise it with --max-pixels"
+        )
+
+
+# --------------------------------------------------------------------------- loading
+
+
+def load_image(source: Any, *, max_pixels: int | None = DEFAULT_MAX_PIXELS) -> LoadedImage:
+    """Read an image from a path, a PIL image or a uint8 numpy array.
+
+    Paths: the size is checked against ``max_pixels`` from the header before
+    the pixels are decoded; EXIF orientation is applied; for multi-frame files
+    the first frame is used.  A missing file raises FileNotFoundError; anything
+    unreadable raises :class:`ImageError`.
+    """
+    if isinstance(source, np.ndarray):
+        return _from_array(source, max_pixels)
+    if isinstance(source, Image.Image):
+        _check_limit(source.width, source.height, max_pixels)
+        return _from_pil(source, "image")
+    if isinstance(source, (str, os.PathLike)):
+        return _from_path(Path(source), max_pixels)
+    raise TypeError(
+        f"load_image() needs a path, a PIL image or a numpy array, got {type(source).__name__}"
+    )
+
+
+def _from_path(path: Path, max_pixels: int | None) -> LoadedImage:
+    if not path.exists():
+        raise FileNotFoundError(f"no such file: {path}")
+    if path.is_dir():
+        raise ImageError(f"cannot read image {path}: it is a directory")
+    with _PIL_LIMIT_LOCK:
+        # Our limit replaces Pillow's (which is lower than ours and warns above
+        # 89 MP); restore it afterwards so other users of Pillow are unaffected.
+        saved = Image.MAX_IMAGE_PIXELS
+        Image.MAX_IMAGE_PIXELS = None
+        try:
+            try:
+                im = Image.open(path)
+            except FileNotFoundError:
+                raise
+            except Image.DecompressionBombError as exc:
+                raise ImageError(f"image {path} is too large: {exc}; raise the limit with --max-pixels") from None
+            except (UnidentifiedImageError, OSError, SyntaxError, ValueError, EOFError,
+                    struct.error, IndexError, TypeError, KeyError, ZeroDivisionError) as exc:
+                raise ImageError(f"cannot read image {path}: {_reason(exc)}") from None
+            with im:
+                _check_limit(im.width, im.height, max_pixels)
+                notes = _bit_depth_notes(im)
+                la_source = _la_source(im)  # tile info is gone after load()
+                try:
+                    im.seek(0)
+                    im.load()
+                except Image.DecompressionBombError as exc:
+                    raise ImageError(f"image {path} is too large: {exc}") from None
+                except (OSError, SyntaxError, ValueError, EOFError, struct.error,
+                        IndexError, TypeError, KeyError, ZeroDivisionError) as exc:
+                    raise ImageError(f"cannot read image {path}: {_reason(exc)}") from None
+                loaded = _from_pil(im, str(path), la_source=la_source)
+        finally:
+            Image.MAX_IMAGE_PIXELS = saved
+    loaded.warnings[:0] = notes
+    return loaded
+
+
+def _reason(exc: BaseException) -> str:
+    msg = str(exc).strip().splitlines()
+    return msg[0] if msg else type(exc).__name__
+
+
+def _bit_depth_notes(im: Image.Image) -> list[str]:
+    """Warn when Pillow silently reads a >8-bit-per-channel file as 8-bit."""
+    try:
+        rawmodes = []
+        for tile in im.tile or ():
+            args = tile[3]
+            rawmodes.append(args if isinstance(args, str) else (args[0] if args else ""))
+    except Exception:  # tile layouts vary across plugins; this is only a note
+        return []
+    if im.mode in ("RGB", "RGBA", "LA", "L") and any(
+        isinstance(r, str) and ";16" in r for r in rawmodes
+    ):
+        return ["16-bit image coded as 8-bit"]
+    return []
+
+
+def _la_source(im: Image.Image) -> bool:
+    """Pillow reads 16-bit grey+alpha PNGs as RGBA; detect that to give LA back."""
+    try:
+        for tile in im.tile or ():
+            args = tile[3]
+            rawmode = args if isinstance(args, str) else (args[0] if args else "")
+            if isinstance(rawmode, str) and rawmode.startswith("LA;"):
+                return True
+    except Exception:  # tile layouts vary across plugins; fall back to RGBA
+        pass
+    return False
+
+
+def _from_pil(im: Image.Image, name: str, *, la_source: bool | None = None) -> LoadedImage:
+    warnings: list[str] = []
+    if la_source is None:
+        la_source = _la_source(im)
+    try:
+        # Only transpose when needed: exif_transpose copies even an upright image.
+        if im.getexif().get(0x0112, 1) not in (1, None):
+            im = ImageOps.exif_transpose(im)
+    except Exception as exc:  # a broken EXIF block should not make the image unreadable
+        warnings.append(f"EXIF orientation ignored ({_reason(exc)})")
+    if im.width < 1 or im.height < 1:
+        raise ImageError(f"cannot read image {name}: it is empty ({im.width}x{im.height})")
+    try:
+        return _convert(im, warnings, la_source)
+    except (OSError, ValueError) as exc:
+        raise ImageError(f"cannot read image {name}: {_reason(exc)}") from None
+
+
+def _grey_to_rgb(grey: np.ndarray) -> np.ndarray:
+    return np.ascontiguousarray(np.repeat(grey[:, :, None], 3, axis=2))
+
+
+def _convert(im: Image.Image, warnings: list[str], la_source: bool) -> LoadedImage:
+    mode = im.mode
+    if mode in ("1", "L") and im.has_transparency_data:  # grey with a tRNS key
+        la = np.asarray(im.convert("LA"), dtype=np.uint8)
+        return LoadedImage(_grey_to_rgb(la[:, :, 0]), "LA", np.ascontiguousarray(la[:, :, 1]), warnings)
+    if mode in ("1", "L"):
+        grey = np.asarray(im.convert("L"), dtype=np.uint8)
+        return LoadedImage(_grey_to_rgb(grey), "L", None, warnings)
+    if mode in ("LA", "La"):
+        la = np.asarray(im.convert("LA"), dtype=np.uint8)
+        return LoadedImage(_grey_to_rgb(la[:, :, 0]), "LA", np.ascontiguousarray(la[:, :, 1]), warnings)
+    if mode.startswith("I;16") or mode == "I":
+        values = np.asarray(im, dtype=np.int64) if mode == "I" else np.asarray(im).astype(np.int64)
+        if mode == "I" and values.size and (values.min() < 0 or values.max() > 65535):
+            grey = _rescale(values.astype(np.float64))
+            warnings.append("32-bit integer image rescaled from its value range to 8-bit")
+        else:
+            grey = ((values * 255 + 32767) // 65535).astype(np.uint8)  # round(v / 257)
+            warnings.append("16-bit image coded as 8-bit")
+        return LoadedImage(_grey_to_rgb(grey), "L", None, warnings)
+    if mode == "F":
+        values = np.asarray(im, dtype=np.float64)
+        finite = values[np.isfinite(values)]
+        lo, hi = (float(finite.min()), float(finite.max())) if finite.size else (0.0, 0.0)
+        if lo >= 0.0 and hi <= 1.0:
+            grey = np.rint(np.nan_to_num(values, nan=0.0) * 255.0)
+            note = "values 0..1 scaled to 0..255"
+        elif lo >= 0.0 and hi <= 255.0:
+            grey = np.rint(np.nan_to_num(values, nan=0.0))
+            note = "values 0..255 rounded"
+        else:
+            grey = _rescale(values)
+            note = f"values {lo:g}..{hi:g} rescaled to 0..255"
+        warnings.append(f"32-bit float image coded as 8-bit ({note})")
+        return LoadedImage(_grey_to_rgb(np.clip(grey, 0, 255).astype(np.uint8)), "L", None, warnings)
+    if mode in ("RGBA", "RGBa", "PA") or (mode == "P" and im.has_transparency_data):
+        rgba = np.asarray(im.convert("RGBA"), dtype=np.uint8)
+        alpha = np.ascontiguousarray(rgba[:, :, 3])
+        if la_source:
+            return LoadedImage(_grey_to_rgb(rgba[:, :, 0]), "LA", alpha, warnings)
+        return LoadedImage(np.ascontiguousarray(rgba[:, :, :3]), "RGBA", alpha, warnings)
+    if mode == "RGB" and im.has_transparency_data:  # RGB with a tRNS colour key
+        rgba = np.asarray(im.convert("RGBA"), dtype=np.uint8)
+        return LoadedImage(np.ascontiguousarray(rgba[:, :, :3]), "RGBA", np.ascontiguousarray(rgba[:, :, 3]), warnings)
+    rgb = np.asarray(im.convert("RGB"), dtype=np.uint8)
+    return LoadedImage(np.ascontiguousarray(rgb), "RGB", None, warnings)
+
+
+def _rescale(values: np.ndarray) -> np.ndarray:
+    """Linearly map the finite range of ``values`` onto 0..255 (NaN -> 0)."""
+    finite = values[np.isfinite(values)]
+    if not finite.size:
+        return np.zeros(values.shape, np.uint8)
+    lo, hi = float(finite.min()), float(finite.max())
+    v = np.nan_to_num(values, nan=lo, posinf=hi, neginf=lo)
+    if hi == lo:
+        return np.zeros(values.shape, np.uint8)
+    return np.clip(np.rint((v - lo) * (255.0 / (hi - lo))), 0, 255).astype(np.uint8)
+
+
+def _from_array(a: np.ndarray, max_pixels: int | None) -> LoadedImage:
+    if a.dtype != np.uint8:
+        raise ImageError(f"cannot read image array: dtype must be uint8, got {a.dtype}")
+    if a.ndim == 3 and a.shape[2] == 1:
+        a = a[:, :, 0]
+    if a.ndim not in (2, 3) or (a.ndim == 3 and a.shape[2] not in (2, 3, 4)):
+        raise ImageError(
+            f"cannot read image array of shape {a.shape}: expected (H, W), (H, W, 1), (H, W, 3) or (H, W, 4)"
+        )
+    h, w = a.shape[:2]
+    if h < 1 or w < 1:
+        raise ImageError(f"cannot read image array of shape {a.shape}: it is empty")
+    _check_limit(w, h, max_pixels)
+    if a.ndim == 2:
+        return LoadedImage(_grey_to_rgb(a), "L", None, [])
+    c = a.shape[2]
+    if c == 2:
+        return LoadedImage(_grey_to_rgb(a[:, :, 0]), "LA", np.ascontiguousarray(a[:, :, 1]), [])
+    if c == 3:
+        return LoadedImage(np.ascontiguousarray(a), "RGB", None, [])
+    return LoadedImage(np.ascontiguousarray(a[:, :, :3]), "RGBA", np.ascontiguousarray(a[:, :, 3]), [])
+
+
+# --------------------------------------------------------------------------- output images
+
+
+def _rgb_to_grey(rgb: np.ndarray) -> np.ndarray:
+    """Rounded mean of the three channels ((r+g+b)/3 is never exactly x.5)."""
+    s = rgb.astype(np.uint16).sum(axis=2)
+    return ((s + 1) // 3).astype(np.uint8)
+
+
+def to_pil(rgb: np.ndarray, mode: str, alpha: np.ndarray | None = None) -> Image.Image:
+    """Build the output image in the original ``mode`` from decoded RGB (+ alpha).
+
+    "L"/"LA" take the rounded mean of the three decoded channels.
+    """
+    rgb = np.asarray(rgb)
+    if rgb.dtype != np.uint8 or rgb.ndim != 3 or rgb.shape[2] != 3:
+        raise ValueError(f"to_pil() needs an (H, W, 3) uint8 array, got {rgb.dtype} {rgb.shape}")
+    needs_alpha = mode in ("RGBA", "LA")
+    if mode not in ("RGB", "L", "RGBA", "LA"):
+        raise ValueError(f"unknown mode {mode!r}: expected RGB, L, RGBA or LA")
+    if needs_alpha:
+        if alpha is None:
+            raise ValueError(f"mode {mode} needs an alpha plane")
+        alpha = np.asarray(alpha)
+        if alpha.dtype != np.uint8 or alpha.shape != rgb.shape[:2]:
+            raise ValueError(
+                f"alpha must be a {rgb.shape[:2]} uint8 array, got {alpha.dtype} {alpha.shape}"
+            )
+    elif alpha is not None:
+        raise ValueError(f"mode {mode} has no alpha plane, but one was given")
+    if mode == "RGB":
+        return Image.fromarray(np.ascontiguousarray(rgb))
+    if mode == "L":
+        return Image.fromarray(_rgb_to_grey(rgb))
+    if mode == "RGBA":
+        return Image.fromarray(np.ascontiguousarray(np.dstack([rgb, alpha])))
+    return Image.fromarray(np.ascontiguousarray(np.dstack([_rgb_to_grey(rgb), alpha])))
+
+
+# --------------------------------------------------------------------------- alpha coding
+#
+# encode_alpha output: one method byte, then
+#   0  constant plane: 1 byte, the value
+#   1  zlib(level 9) of the raw plane, row-major
+#   2  zlib of the plane with each pixel replaced by its difference (mod 256)
+#      from its left neighbour (first column: from the pixel above, (0,0) raw)
+#   3  binary plane with values {lo, hi}: 2 bytes lo, hi, then zlib of
+#      np.packbits(plane == hi) over rows padded to a multiple of 8 bits
+# The encoder tries them all and keeps the shortest.  The plane size is not
+# stored: the container holds it.
+
+_ALPHA_CONST, _ALPHA_RAW, _ALPHA_DIFF, _ALPHA_BITS = 0, 1, 2, 3
+
+
+def _diff(plane: np.ndarray) -> np.ndarray:
+    d = plane.copy()
+    d[:, 1:] = plane[:, 1:] - plane[:, :-1]
+    d[1:, 0] = plane[1:, 0] - plane[:-1, 0]
+    return d
+
+
+def _undiff(d: np.ndarray) -> np.ndarray:
+    first = np.cumsum(d[:, 0].astype(np.uint64)).astype(np.uint8)
+    d = d.copy()
+    d[:, 0] = first
+    return np.cumsum(d.astype(np.uint64), axis=1).astype(np.uint8)
+
+
+def encode_alpha(alpha: np.ndarray) -> bytes:
+    """Code an (H, W) uint8 alpha plane losslessly (format in the comment above)."""
+    alpha = np.asarray(alpha)
+    if alpha.dtype != np.uint8 or alpha.ndim != 2 or alpha.size == 0:
+        raise ValueError(f"encode_alpha() needs a non-empty (H, W) uint8 array, got {alpha.dtype} {alpha.shape}")
+    alpha = np.ascontiguousarray(alpha)
+    lo, hi = int(alpha.min()), int(alpha.max())
+    if lo == hi:
+        return bytes([_ALPHA_CONST, lo])
+    candidates = [
+        bytes([_ALPHA_RAW]) + zlib.compress(alpha.tobytes(), 9),
+        bytes([_ALPHA_DIFF]) + zlib.compress(_diff(alpha).tobytes(), 9),
+    ]
+    if np.all((alpha == lo) | (alpha == hi)):
+        bits = np.packbits(alpha == hi, axis=1)
+        candidates.append(bytes([_ALPHA_BITS, lo, hi]) + zlib.compress(bits.tobytes(), 9))
+    return min(candidates, key=len)
+
+
+def _inflate_exact(data: bytes, size: int) -> bytes:
+    """Inflate ``data`` to exactly ``size`` bytes, never producing more."""
+    d = zlib.decompressobj()
+    try:
+        out = d.decompress(data, size)
+        if len(out) != size:
+            raise FormatError(f"corrupted alpha plane: it decodes to {len(out)} bytes, expected {size}")
+        while d.unconsumed_tail:  # only the end of the zlib stream may remain
+            if d.decompress(d.unconsumed_tail, 1):
+                raise FormatError("corrupted alpha plane: it decodes to more bytes than the image has pixels")
+    except zlib.error as exc:
+        raise FormatError(f"corrupted alpha plane: {exc}") from None
+    if not d.eof:
+        raise FormatError("corrupted alpha plane: the compressed data is incomplete")
+    if d.unused_data:
+        raise FormatError("corrupted alpha plane: trailing bytes after the compressed data")
+    return out
+
+
+def decode_alpha(data: bytes, width: int, height: int) -> np.ndarray:
+    """Inverse of :func:`encode_alpha`; raises FormatError unless ``data`` is
+    exactly a ``height`` x ``width`` plane.  Never inflates more than the plane size."""
+    if width < 1 or height < 1:
+        raise FormatError(f"invalid alpha plane size {width}x{height}")
+    data = bytes(data)
+    if not data:
+        raise FormatError("corrupted alpha plane: empty")
+    method, body = data[0], data[1:]
+    if method == _ALPHA_CONST:
+        if len(body) != 1:
+            raise FormatError("corrupted alpha plane: bad constant plane")
+        return np.full((height, width), body[0], np.uint8)
+    if method in (_ALPHA_RAW, _ALPHA_DIFF):
+        plane = np.frombuffer(_inflate_exact(body, width * height), np.uint8).reshape(height, width)
+        return _undiff(plane) if method == _ALPHA_DIFF else plane.copy()
+    if method == _ALPHA_BITS:
+        if len(body) < 2:
+            raise FormatError("corrupted alpha plane: bad binary plane")
+        lo, hi = body[0], body[1]
+        row = (width + 7) // 8
+        bits = np.frombuffer(_inflate_exact(body[2:], row * height), np.uint8).reshape(height, row)
+        mask = np.unpackbits(bits, axis=1, count=width).astype(bool)
+        return np.where(mask, np.uint8(hi), np.uint8(lo)).astype(np.uint8)
+    raise FormatError(f"corrupted alpha plane: unknown coding method {method}")
+
+
+# --------------------------------------------------------------------------- writing files
+
+_NO_ALPHA_FORMATS = {"JPEG", "PPM", "MPO"}
+
+
+def _format_for(path: Path, fmt: str | None) -> str:
+    if fmt:
+        Image.init()
+        fmt = {"JPG": "JPEG", "TIF": "TIFF"}.get(fmt.upper(), fmt.upper())
+        if fmt not in Image.SAVE:
+            raise ImageError(f"cannot write image {path}: unknown or unsupported format {fmt!r}")
+        return fmt
+    ext = path.suffix.lower()
+    if not ext:
+        raise ImageError(f"cannot tell the image format of {path}: it has no extension (use .png, .jpg, .webp, ...)")
+    Image.init()
+    fmt = Image.registered_extensions().get(ext)
+    if fmt is None or fmt not in Image.SAVE:
+        raise ImageError(
+            f"cannot write image {path}: unknown or unsupported extension {ext!r} (use .png, .jpg, .webp, .bmp, .tif or .ppm)"
+        )
+    return fmt
+
+
+def save_image(image: Image.Image, path: str | os.PathLike, *, format: str | None = None, **params: Any) -> None:
+    """Write ``image`` to ``path`` atomically; the format comes from the
+    extension unless ``format`` is given.
+
+    The image is encoded in memory first, so an encoding problem (unknown
+    extension, a mode the format cannot store such as RGBA as JPEG) raises
+    :class:`ImageError` and leaves no file behind; I/O errors propagate as
+    OSError, also leaving the target untouched.
+    """
+    path = Path(path)
+    fmt = _format_for(path, format)
+    if fmt in _NO_ALPHA_FORMATS and image.mode in ("RGBA", "LA", "PA", "RGBa", "La"):
+        raise ImageError(
+            f"cannot write image {path}: {fmt} cannot store transparency (mode {image.mode}); "
+            "use .png, .webp or .tif to keep the alpha channel, or drop it first"
+        )
+    buf = io.BytesIO()
+    try:
+        image.save(buf, format=fmt, **params)
+    except (OSError, ValueError, KeyError, TypeError) as exc:
+        raise ImageError(f"cannot write image {path} as {fmt}: {_reason(exc)}") from None
+    atomic_write_bytes(path, buf.getvalue())
+
+
+def _umask() -> int:
+    try:
+        with open("/proc/self/status", encoding="ascii") as f:
+            for line in f:
+                if line.startswith("Umask:"):
+                    return int(line.split()[1], 8)
+    except (OSError, ValueError):
+        pass
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
+
+
+def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> None:
+    """Write ``data`` to ``path`` via a temporary file in the same directory and
+    ``os.replace``: readers see the old file or the complete new one, never a
+    partial one, and a failure leaves no temporary file behind.  The new file
+    gets the usual permissions (0666 minus the umask)."""
+    path = Path(path)
+    directory = path.parent
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=directory)
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
+        os.chmod(tmp, 0o666 & ~_umask())
+        os.replace(tmp, path)
+    except BaseException:
+        try:
+            os.unlink(tmp)
+        except OSError:
+            pass
+        raise
+
+
+# --------------------------------------------------------------------------- padding and tensors
+
+
+def pad_amounts(height: int, width: int, multiple: int) -> tuple[int, int, int, int]:
+    """(left, right, top, bottom) padding that brings the image to the next
+    multiple of ``multiple`` in each dimension (at least ``multiple``), split as
+    evenly as possible with the odd pixel on the right/bottom -- as the
+    reference TCM implementation does."""
+    if height < 1 or width < 1 or multiple < 1:
+        raise ValueError(f"pad_amounts() needs positive sizes, got {height}x{width} multiple {multiple}")
+    new_h = -(-height // multiple) * multiple
+    new_w = -(-width // multiple) * multiple
+    left = (new_w - width) // 2
+    top = (new_h - height) // 2
+    return left, new_w - width - left, top, new_h - height - top
+
+
+def to_tensor(rgb: np.ndarray) -> "torch.Tensor":
+    """(H, W, 3) uint8 -> (1, 3, H, W) float32 in [0, 1]."""
+    import torch
+
+    rgb = np.asarray(rgb)
+    if rgb.dtype != np.uint8 or rgb.ndim != 3 or rgb.shape[2] != 3:
+        raise ValueError(f"to_tensor() needs an (H, W, 3) uint8 array, got {rgb.dtype} {rgb.shape}")
+    t = torch.from_numpy(np.ascontiguousarray(rgb)).permute(2, 0, 1).unsqueeze(0)
+    return t.to(torch.float32).div_(255.0).contiguous()
+
+
+def from_tensor(x: "torch.Tensor") -> np.ndarray:
+    """(1, 3, H, W) float in [0, 1] -> (H, W, 3) uint8: NaN -> 0, clamp, then
+    ``torch.round(x * 255)`` (round half to even)."""
+    import torch
+
+    if x.ndim != 4 or x.shape[0] != 1 or x.shape[1] != 3:
+        raise ValueError(f"from_tensor() needs a (1, 3, H, W) tensor, got {tuple(x.shape)}")
+    x = torch.nan_to_num(x.detach().to(torch.float32), nan=0.0).clamp_(0.0, 1.0)
+    q = torch.round(x * 255.0).to(torch.uint8)
+    return np.ascontiguousarray(q[0].permute(1, 2, 0).cpu().numpy())
+
+
+def pad_tensor(x: "torch.Tensor", pad: tuple[int, int, int, int]) -> "torch.Tensor":
+    """Zero-pad the last two dims by (left, right, top, bottom)."""
+    import torch.nn.functional as F
+
+    left, right, top, bottom = (int(v) for v in pad)
+    if min(left, right, top, bottom) < 0:
+        raise ValueError(f"padding must be non-negative, got {pad}")
+    return F.pad(x, (left, right, top, bottom), mode="constant", value=0.0)
+
+
+def crop_tensor(x: "torch.Tensor", pad: tuple[int, int, int, int]) -> "torch.Tensor":
+    """Undo :func:`pad_tensor`: remove (left, right, top, bottom) from the last two dims."""
+    left, right, top, bottom = (int(v) for v in pad)
+    h, w = x.shape[-2], x.shape[-1]
+    if min(left, right, top, bottom) < 0 or left + right >= w or top + bottom >= h:
+        raise ValueError(f"cannot crop padding {pad} from a {h}x{w} tensor")
+    return x[..., top : h - bottom, left : w - right]
