@@ -1,0 +1,416 @@
+"""Run a dataset x codecs x qualities and write CompressAI-style results, incrementally.
+
+For every codec the runner writes, in the output folder,
+
+- ``<codec>.rows.jsonl``: one JSON line per (image, quality), appended and flushed as soon as
+  that image is done, so an interrupted run keeps every finished row;
+- ``<codec>.json``: CompressAI's results format, rewritten after every row::
+
+      {"name": "JPEG", "description": "...",
+       "results": {"quality": [...], "bpp": [...], "psnr-rgb": [...], "ms-ssim-rgb": [...],
+                   "encoding_time": [...], "decoding_time": [...]},
+       "settings": {...}, "dataset": "...", "images": [...], "num_images": N,
+       "complete": true/false, "per_image": [row, ...]}
+
+  ``results`` holds dataset means for the qualities whose every image is done (sorted by
+  bpp); unfinished qualities only appear in ``per_image``. Means are taken per image, as in
+  CompressAI: mean bpp, mean PSNR, mean MS-SSIM (images too small for MS-SSIM are left out of
+  that mean; if all are, the value is ``null``), mean encode / decode seconds.
+
+Times are wall-clock seconds of ``codec.encode`` and ``codec.decode`` alone (no file I/O, no
+metrics, no model loading: :meth:`Codec.prepare` runs first, untimed).
+
+With ``workers > 1`` the tasks run in a process pool (one task = one codec, quality and
+image); with ``workers == 1`` they run in this process.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import re
+import sys
+import time
+import uuid
+from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable, Iterable, Sequence
+
+import numpy as np
+
+from tcmcodec.errors import ImageError, TcmError
+from tcmcodec.evaluate import metrics
+from tcmcodec.evaluate.codecs import Codec
+
+IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".ppm", ".pgm", ".tif", ".tiff", ".webp")
+
+RESULT_KEYS = ("bpp", "psnr-rgb", "ms-ssim-rgb", "encoding_time", "decoding_time")
+
+
+def list_images(path: str | os.PathLike, limit: int | None = None) -> list[Path]:
+    """The images of a dataset folder (sorted by name), or a single image file."""
+    p = Path(path)
+    if not p.exists():
+        raise TcmError(f"dataset not found: {p}")
+    if p.is_file():
+        files = [p]
+    else:
+        files = sorted(f for f in p.iterdir() if f.is_file() and f.suffix.lower() in IMAGE_EXTENSIONS)
+    if not files:
+        raise TcmError(f"no images ({', '.join(IMAGE_EXTENSIONS)}) in {p}")
+    if limit is not None:
+        if limit < 1:
+            raise TcmError("--limit must be at least 1")
+        files = files[:limit]
+    return files
+
+
+def load_rgb(path: str | os.PathLike) -> np.ndarray:
+    from PIL import Image, UnidentifiedImageError
+
+    try:
+        with Image.open(path) as im:
+            im.load()
+            return np.asarray(im.convert("RGB"))
+    except UnidentifiedImageError:
+        raise ImageError(f"cannot read image: {path}") from None
+
+
+def safe_name(name: str) -> str:
+    """A file-name stem for a codec name (``tcm:foo`` -> ``tcm-foo``)."""
+    s = re.sub(r"[^A-Za-z0-9._+-]+", "-", name).strip("-")
+    return s or "codec"
+
+
+def quality_key(q: Any) -> str:
+    return json.dumps(q)
+
+
+def _nan_to_none(x: Any) -> Any:
+    if isinstance(x, float) and not math.isfinite(x):
+        return None if math.isnan(x) else x  # inf stays (json writes Infinity) - only for lossless
+    return x
+
+
+def _clean(obj: Any) -> Any:
+    if isinstance(obj, dict):
+        return {k: _clean(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [_clean(v) for v in obj]
+    if isinstance(obj, (np.floating, np.integer)):
+        obj = obj.item()
+    return _nan_to_none(obj)
+
+
+def measure(codec: Codec, quality: Any, rgb: np.ndarray, image_name: str = "") -> dict:
+    """Encode, decode and measure one image; returns a per-image row."""
+    h, w = rgb.shape[:2]
+    t0 = time.perf_counter()
+    data = codec.encode(rgb, quality)
+    t1 = time.perf_counter()
+    rec = codec.decode(data)
+    t2 = time.perf_counter()
+    rec = metrics.as_rgb_uint8(rec)
+    if rec.shape != rgb.shape:
+        raise TcmError(f"{codec.name} decoded {image_name} to shape {rec.shape}, expected {rgb.shape}")
+    return {
+        "image": image_name,
+        "quality": quality,
+        "height": h,
+        "width": w,
+        "bytes": len(data),
+        "bpp": metrics.bpp(len(data), h, w),
+        "psnr-rgb": metrics.psnr(rgb, rec),
+        "ms-ssim-rgb": metrics.ms_ssim(rgb, rec),
+        "encoding_time": t1 - t0,
+        "decoding_time": t2 - t1,
+    }
+
+
+# ---------------------------------------------------------------------------------------------
+# worker side
+
+
+# per process: (run id, codec name) -> codec instance, and the (run id, codec, quality)
+# already prepared. The run id keeps instances of different runs apart (forked workers
+# inherit the parent's dicts).
+_WORKER_CODECS: dict[tuple[str, str], Codec] = {}
+_WORKER_PREPARED: set[tuple[str, str, str]] = set()
+
+
+def _init_worker() -> None:
+    try:
+        import torch
+
+        torch.set_num_threads(1)
+    except Exception:  # pragma: no cover
+        pass
+
+
+def _run_task(run_id: str, codec: Codec, quality: Any, path: str, image_name: str) -> dict:
+    # keep one instance per codec and run in each process, so loaded models are reused
+    codec = _WORKER_CODECS.setdefault((run_id, codec.name), codec)
+    key = (run_id, codec.name, quality_key(quality))
+    if key not in _WORKER_PREPARED:
+        codec.prepare(quality)
+        _WORKER_PREPARED.add(key)
+    return measure(codec, quality, load_rgb(path), image_name)
+
+
+# ---------------------------------------------------------------------------------------------
+# result files
+
+
+def summarize(rows: Sequence[dict], qualities: Sequence[Any], image_names: Sequence[str]) -> dict:
+    """Dataset means per quality over complete qualities, sorted by bpp."""
+    by_q: dict[str, list[dict]] = {}
+    for r in rows:
+        by_q.setdefault(quality_key(r["quality"]), []).append(r)
+    wanted = set(image_names)
+    points = []
+    for q in qualities:
+        rs = by_q.get(quality_key(q), [])
+        if {r["image"] for r in rs} != wanted:
+            continue  # unfinished quality
+        point = {"quality": q}
+        for k in RESULT_KEYS:
+            vals = np.array([np.nan if r.get(k) is None else float(r[k]) for r in rs], dtype=np.float64)
+            if k == "ms-ssim-rgb":
+                vals = vals[~np.isnan(vals)]
+                point[k] = float(np.mean(vals)) if len(vals) else math.nan
+            else:
+                point[k] = float(np.mean(vals))
+        points.append(point)
+    points.sort(key=lambda p: p["bpp"])
+    results: dict[str, list] = {"quality": [p["quality"] for p in points]}
+    for k in RESULT_KEYS:
+        results[k] = [p[k] for p in points]
+    return results
+
+
+@dataclass
+class CodecResultFile:
+    """The two files of one codec in the output folder."""
+
+    codec: Codec
+    out_dir: Path
+    qualities: list
+    image_names: list[str]
+    dataset: str
+    settings: dict
+    rows: list[dict] = field(default_factory=list)
+
+    @property
+    def stem(self) -> str:
+        return safe_name(self.codec.name)
+
+    @property
+    def json_path(self) -> Path:
+        return self.out_dir / f"{self.stem}.json"
+
+    @property
+    def rows_path(self) -> Path:
+        return self.out_dir / f"{self.stem}.rows.jsonl"
+
+    def start(self, resume: bool) -> set[tuple[str, str]]:
+        """Open the rows file; with ``resume``, keep matching finished rows and return their keys."""
+        done: set[tuple[str, str]] = set()
+        if resume and self.rows_path.exists() and self.json_path.exists():
+            try:
+                old = json.loads(self.json_path.read_text())
+            except (OSError, ValueError):
+                old = {}
+            if old.get("settings") == _clean(self.settings):
+                wanted_q = {quality_key(q) for q in self.qualities}
+                for line in self.rows_path.read_text().splitlines():
+                    try:
+                        row = json.loads(line)
+                    except ValueError:
+                        continue  # a torn last line from a killed run
+                    key = (row.get("image"), quality_key(row.get("quality")))
+                    if key[0] in self.image_names and key[1] in wanted_q and key not in done:
+                        self.rows.append(row)
+                        done.add(key)
+        with open(self.rows_path, "w") as f:
+            for row in self.rows:
+                f.write(json.dumps(_clean(row)) + "\n")
+        self.write_json()
+        return done
+
+    def add(self, row: dict) -> None:
+        self.rows.append(row)
+        with open(self.rows_path, "a") as f:
+            f.write(json.dumps(_clean(row)) + "\n")
+            f.flush()
+        self.write_json()
+
+    def to_dict(self) -> dict:
+        results = summarize(self.rows, self.qualities, self.image_names)
+        order = {quality_key(q): i for i, q in enumerate(self.qualities)}
+        per_image = sorted(self.rows, key=lambda r: (order.get(quality_key(r["quality"]), 1 << 30), r["image"]))
+        return {
+            "name": self.codec.label,
+            "description": self.codec.description,
+            "codec": self.codec.name,
+            "learned": self.codec.is_learned,
+            "results": results,
+            "settings": self.settings,
+            "dataset": self.dataset,
+            "num_images": len(self.image_names),
+            "images": list(self.image_names),
+            "qualities": list(self.qualities),
+            "complete": len(per_image) == len(self.image_names) * len(self.qualities),
+            "per_image": per_image,
+        }
+
+    def write_json(self) -> None:
+        tmp = self.json_path.with_suffix(".json.tmp")
+        tmp.write_text(json.dumps(_clean(self.to_dict()), indent=1) + "\n")
+        os.replace(tmp, self.json_path)
+
+
+@dataclass
+class EvalResult:
+    results: dict[str, dict]  # codec name -> results dict (as written)
+    files: dict[str, Path]  # codec name -> JSON path
+    skipped: dict[str, str]  # codec name -> reason
+
+
+def run_evaluation(
+    images: Sequence[str | os.PathLike],
+    codecs: Sequence[Codec],
+    out_dir: str | os.PathLike,
+    qualities: dict[str, list] | None = None,
+    workers: int = 1,
+    progress: bool = True,
+    resume: bool = False,
+    dataset: str | None = None,
+    log: Callable[[str], None] | None = None,
+) -> EvalResult:
+    """Evaluate ``codecs`` on ``images``; see the module docstring for what is written.
+
+    Codecs that are not available are skipped (their reason is logged and returned in
+    ``EvalResult.skipped``). On ``KeyboardInterrupt`` the files hold everything finished so far
+    and the interrupt is re-raised.
+    """
+    from tqdm import tqdm
+
+    log = log or (lambda msg: print(msg, file=sys.stderr))
+    qualities = dict(qualities or {})
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    paths = [Path(p) for p in images]
+    names = _image_names(paths)
+    if workers < 1:
+        raise TcmError("--workers must be at least 1")
+
+    skipped: dict[str, str] = {}
+    files: dict[str, CodecResultFile] = {}
+    tasks: list[tuple[Codec, Any, Path, str]] = []
+    for codec in codecs:
+        reason = codec.unavailable_reason()
+        if reason is not None:
+            skipped[codec.name] = reason
+            log(f"skipping {codec.name}: {reason}")
+            continue
+        qs = list(qualities.get(codec.name) or codec.default_qualities)
+        rf = CodecResultFile(codec, out, qs, names, str(dataset or (paths[0].parent if paths else "")), codec.settings)
+        done = rf.start(resume)
+        files[codec.name] = rf
+        for q in qs:
+            for p, n in zip(paths, names):
+                if (n, quality_key(q)) not in done:
+                    tasks.append((codec, q, p, n))
+
+    run_id = uuid.uuid4().hex
+    interrupted = False
+    bar = tqdm(total=len(tasks), desc="eval", unit="img", disable=not progress, file=sys.stderr, dynamic_ncols=True)
+    try:
+        if workers == 1:
+            _init_worker()
+            for codec, q, p, n in tasks:
+                bar.set_postfix_str(f"{codec.name} q={q}", refresh=False)
+                row = _run_task(run_id, codec, q, str(p), n)
+                files[codec.name].add(row)
+                bar.update(1)
+        else:
+            _run_pool(run_id, tasks, files, workers, bar)
+    except KeyboardInterrupt:
+        interrupted = True
+        raise
+    finally:
+        bar.close()
+        for rf in files.values():
+            rf.write_json()
+        for key in [k for k in _WORKER_CODECS if k[0] == run_id]:
+            del _WORKER_CODECS[key]
+        if interrupted:
+            log(f"interrupted: partial results kept in {out}")
+    return EvalResult(
+        results={name: rf.to_dict() for name, rf in files.items()},
+        files={name: rf.json_path for name, rf in files.items()},
+        skipped=skipped,
+    )
+
+
+def _run_pool(run_id: str, tasks, files, workers: int, bar) -> None:
+    import multiprocessing as mp
+
+    # "spawn" would re-import torch in every worker; "fork" is fine here (no threads yet
+    # in the parent that the workers need) and much faster to start on Linux.
+    method = "fork" if sys.platform.startswith("linux") else None
+    ctx = mp.get_context(method) if method else None
+    pool = ProcessPoolExecutor(max_workers=workers, initializer=_init_worker, mp_context=ctx)
+    pending: dict = {}
+    queue = list(tasks)
+    try:
+        # keep the pool busy without queueing everything (so an interrupt stops quickly)
+        def submit_next():
+            codec, q, p, n = queue.pop(0)
+            fut = pool.submit(_run_task, run_id, codec, q, str(p), n)
+            pending[fut] = (codec, q)
+
+        while queue and len(pending) < 2 * workers:
+            submit_next()
+        while pending:
+            done, _ = wait(list(pending), return_when=FIRST_COMPLETED)
+            for fut in done:
+                codec, q = pending.pop(fut)
+                row = fut.result()
+                files[codec.name].add(row)
+                bar.set_postfix_str(f"{codec.name} q={q}", refresh=False)
+                bar.update(1)
+                if queue:
+                    submit_next()
+    except BaseException:
+        pool.shutdown(wait=False, cancel_futures=True)
+        raise
+    pool.shutdown(wait=True)
+
+
+def _image_names(paths: Iterable[Path]) -> list[str]:
+    names = [p.name for p in paths]
+    if len(set(names)) != len(names):
+        names = [str(p) for p in paths]
+    return names
+
+
+# ---------------------------------------------------------------------------------------------
+# reading results (ours and CompressAI's)
+
+
+def load_results(path: str | os.PathLike) -> dict:
+    """Read a results JSON in CompressAI's format (ours or a reference)."""
+    p = Path(path)
+    try:
+        data = json.loads(p.read_text())
+    except FileNotFoundError:
+        raise TcmError(f"results file not found: {p}") from None
+    except ValueError as exc:
+        raise TcmError(f"not a JSON results file: {p} ({exc})") from None
+    if not isinstance(data, dict) or not isinstance(data.get("results"), dict) or "bpp" not in data["results"]:
+        raise TcmError(f"not a CompressAI results file (needs results.bpp): {p}")
+    data.setdefault("name", p.stem)
+    return data
