@@ -44,6 +44,11 @@ class TCMConfig:
         lrp_scale: amplitude of the latent residual prediction, ``lrp_scale * tanh(r)``.
         scale_min, scale_max, scale_levels: the Gaussian scale table (CompressAI's default).
         mlp_ratio: width of the transformer MLP relative to its input.
+        rate_lambdas: empty for a fixed-rate model (the paper's). Otherwise the model is
+            variable-rate with gain units (Cui et al., "Asymmetric Gained Deep Image
+            Compression with Continuous Rate Adaptation", CVPR 2021): one learned gain
+            vector per listed rate-distortion trade-off lambda (ascending), interpolated
+            for continuous qualities in between.
     """
 
     name: str = "custom"
@@ -67,6 +72,7 @@ class TCMConfig:
     scale_max: float = 256.0
     scale_levels: int = 64
     mlp_ratio: int = 4
+    rate_lambdas: tuple[float, ...] = ()
 
     def __post_init__(self) -> None:
         positive = {
@@ -107,6 +113,12 @@ class TCMConfig:
                 raise ValueError(f"attention windows must be even (shifted by half), got {window}")
         if len(self.context_widths) != 2 or min(self.context_widths) < 1:
             raise ValueError(f"TCMConfig.context_widths needs 2 positive widths, got {self.context_widths}")
+        if any(b <= a for a, b in zip(self.rate_lambdas, self.rate_lambdas[1:])) or any(
+            lam <= 0 for lam in self.rate_lambdas
+        ):
+            raise ValueError(f"TCMConfig.rate_lambdas must be positive and ascending, got {self.rate_lambdas}")
+        if len(self.rate_lambdas) == 1:
+            raise ValueError("TCMConfig.rate_lambdas needs at least 2 entries (or none for a fixed-rate model)")
         if not 0 < self.scale_min < self.scale_max:
             raise ValueError("TCMConfig needs 0 < scale_min < scale_max")
 
@@ -132,6 +144,15 @@ class TCMConfig:
         return self.M + self.slice_channels * self.support_slices(index)
 
     @property
+    def rate_levels(self) -> int:
+        """Number of gain vectors (0 for a fixed-rate model)."""
+        return len(self.rate_lambdas)
+
+    @property
+    def variable_rate(self) -> bool:
+        return self.rate_levels > 0
+
+    @property
     def pad_multiple(self) -> int:
         """Image sides are padded to a multiple of this so every attention window is whole.
 
@@ -154,7 +175,7 @@ class TCMConfig:
         if unknown:
             raise ValueError(f"unknown TCMConfig fields: {sorted(unknown)}")
         kwargs = dict(data)
-        for key in ("main_head_dims", "context_widths"):
+        for key in ("main_head_dims", "context_widths", "rate_lambdas"):
             if key in kwargs:
                 kwargs[key] = tuple(kwargs[key])
         return cls(**kwargs)
@@ -168,15 +189,21 @@ PRESETS: dict[str, TCMConfig] = {
     "tcm-s": TCMConfig(name="tcm-s", N=64),
     "tcm-m": TCMConfig(name="tcm-m", N=96),
     "tcm-l": TCMConfig(name="tcm-l", N=128),
-    # sized for training on 2 CPU cores; the bundled default model uses it
+    # sized for training on 2 CPU cores; variable rate. The bundled default model uses it.
     "tcm-cpu": TCMConfig(
-        name="tcm-cpu", N=32, M=160, hyper_channels=96, main_head_dims=(8, 16, 16),
-        hyper_head_dim=16, swatten_width=64, swatten_head_dim=16, context_widths=(96, 64),
+        name="tcm-cpu", N=16, M=160, hyper_channels=64, main_head_dims=(8, 8, 8),
+        hyper_head_dim=8, swatten_width=32, swatten_head_dim=8, context_widths=(64, 48),
+        rate_lambdas=(0.0025, 0.005, 0.01, 0.02, 0.04, 0.08),
     ),
     # minimal widths, same architecture: for fast tests
     "tcm-tiny": TCMConfig(
         name="tcm-tiny", N=8, M=40, hyper_channels=16, main_head_dims=(4, 4, 8),
         hyper_head_dim=8, swatten_width=16, swatten_head_dim=8, context_widths=(16, 16),
+    ),
+    "tcm-tiny-vr": TCMConfig(
+        name="tcm-tiny-vr", N=8, M=40, hyper_channels=16, main_head_dims=(4, 4, 8),
+        hyper_head_dim=8, swatten_width=16, swatten_head_dim=8, context_widths=(16, 16),
+        rate_lambdas=(0.004, 0.016, 0.064),
     ),
 }
 

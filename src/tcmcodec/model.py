@@ -17,7 +17,8 @@ quantized (:class:`SliceQuantizer`).
 
 from __future__ import annotations
 
-from typing import Protocol
+import contextlib
+from typing import Iterator, Protocol
 
 import torch
 from compressai.ans import BufferedRansEncoder, RansDecoder
@@ -35,6 +36,31 @@ from torch import Tensor, nn
 
 from tcmcodec.config import TCMConfig
 from tcmcodec.layers import SWAtten, tcm_stage
+from tcmcodec.layers.gain import GainUnits
+from tcmcodec.layers.pointwise import use_pointwise_matmul
+
+#: a rate level: a float in [0, levels - 1] or a (B,) tensor of them; None for fixed-rate models
+Rate = Tensor | float | None
+
+
+#: threads used for the entropy-parameter path while coding. Its means and scales must be
+#: bit-identical in encoder and decoder, and oneDNN convolutions on small maps give other
+#: bits with other thread counts, so this path always runs with this fixed count.
+ENTROPY_PATH_THREADS = 1
+
+
+@contextlib.contextmanager
+def fixed_threads(count: int) -> Iterator[None]:
+    """Run the enclosed torch CPU ops with exactly ``count`` intra-op threads."""
+    previous = torch.get_num_threads()
+    if previous == count:
+        yield
+        return
+    torch.set_num_threads(count)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(previous)
 
 
 def _context_stack(in_channels: int, widths: tuple[int, int], out_channels: int) -> nn.Sequential:
@@ -115,6 +141,16 @@ class TCM(CompressionModel):
         )
         self.entropy_bottleneck = EntropyBottleneck(cfg.hyper_channels)
         self.gaussian_conditional = GaussianConditional(None)
+        if cfg.variable_rate:
+            # quantization step ~ 1/gain and MSE ~ step^2, so gains start at sqrt(lambda)
+            mid = cfg.rate_lambdas[len(cfg.rate_lambdas) // 2]
+            init = [(lam / mid) ** 0.5 for lam in cfg.rate_lambdas]
+            self.gain_y = GainUnits(M, init)
+            self.inverse_gain_y = GainUnits(M, [1 / g for g in init])
+            self.gain_z = GainUnits(cfg.hyper_channels, init)
+            self.inverse_gain_z = GainUnits(cfg.hyper_channels, [1 / g for g in init])
+        # bit-exact results whatever the number of threads (see layers/pointwise.py)
+        use_pointwise_matmul(self)
 
     def _hyper_synthesis(self) -> nn.Sequential:
         cfg = self.config
@@ -135,8 +171,41 @@ class TCM(CompressionModel):
             scale_table = self.scale_table()
         return super().update(scale_table=scale_table, force=force, update_quantiles=update_quantiles)
 
-    def hyper_parameters(self, z_hat: Tensor) -> tuple[Tensor, Tensor]:
+    # ------------------------------------------------------------------ rate control
+    @property
+    def rate_levels(self) -> int:
+        """Number of trained rate levels (0 for a fixed-rate model)."""
+        return self.config.rate_levels
+
+    def _check_rate(self, rate: Rate) -> Rate:
+        if not self.config.variable_rate:
+            if rate is not None:
+                raise ValueError("this model has a fixed rate: pass rate=None")
+            return None
+        if rate is None:
+            return float(self.rate_levels - 1)
+        return rate
+
+    def analysis(self, x: Tensor, rate: Rate = None) -> tuple[Tensor, Tensor]:
+        """y (B, M, H/16, W/16) and z (B, hyper, H/64, W/64), gained for ``rate``."""
+        y = self.g_a(x)
+        if rate is not None:
+            y = self.gain_y(y, rate)
+        z = self.h_a(y)
+        if rate is not None:
+            z = self.gain_z(z, rate)
+        return y, z
+
+    def synthesis(self, y_hat: Tensor, rate: Rate = None) -> Tensor:
+        """x̂ (B, 3, H, W) from ŷ (not clamped)."""
+        if rate is not None:
+            y_hat = self.inverse_gain_y(y_hat, rate)
+        return self.g_s(y_hat)
+
+    def hyper_parameters(self, z_hat: Tensor, rate: Rate = None) -> tuple[Tensor, Tensor]:
         """Hyper means and scales (B, M, 4h, 4w) from ẑ (B, hyper, h, w)."""
+        if rate is not None:
+            z_hat = self.inverse_gain_z(z_hat, rate)
         return self.h_mean_s(z_hat), self.h_scale_s(z_hat)
 
     def _slice_loop(self, latent_means: Tensor, latent_scales: Tensor, quantize: SliceQuantizer) -> Tensor:
@@ -160,14 +229,18 @@ class TCM(CompressionModel):
         return torch.cat(decoded, dim=1)
 
     # ------------------------------------------------------------------ training
-    def forward(self, x: Tensor) -> dict:
-        """x (B, 3, H, W) in [0, 1] -> ``x_hat`` (not clamped) and likelihoods of y and z."""
-        y = self.g_a(x)
-        z = self.h_a(y)
+    def forward(self, x: Tensor, rate: Rate = None) -> dict:
+        """x (B, 3, H, W) in [0, 1] -> ``x_hat`` (not clamped) and likelihoods of y and z.
+
+        ``rate``: for variable-rate models, the level (float or (B,) tensor); default the
+        highest.
+        """
+        rate = self._check_rate(rate)
+        y, z = self.analysis(x, rate)
         _, z_likelihoods = self.entropy_bottleneck(z)
         z_offset = self.entropy_bottleneck._get_medians()
         z_hat = quantize_ste(z - z_offset) + z_offset
-        latent_means, latent_scales = self.hyper_parameters(z_hat)
+        latent_means, latent_scales = self.hyper_parameters(z_hat, rate)
 
         y_slices = y.chunk(self.config.num_slices, dim=1)
         likelihoods: list[Tensor] = []
@@ -178,7 +251,7 @@ class TCM(CompressionModel):
             return quantize_ste(y_slices[index] - mean) + mean
 
         y_hat = self._slice_loop(latent_means, latent_scales, noisy)
-        x_hat = self.g_s(y_hat)
+        x_hat = self.synthesis(y_hat, rate)
         return {
             "x_hat": x_hat,
             "likelihoods": {"y": torch.cat(likelihoods, dim=1), "z": z_likelihoods},
@@ -192,23 +265,22 @@ class TCM(CompressionModel):
         return gc.quantized_cdf.tolist(), gc.cdf_length.reshape(-1).int().tolist(), gc.offset.reshape(-1).int().tolist()
 
     @torch.no_grad()
-    def compress(self, x: Tensor) -> dict:
+    def compress(self, x: Tensor, rate: Rate = None) -> dict:
         """x (B, 3, H, W) -> {"strings": [y_strings, z_strings], "shape": (h_z, w_z)}."""
-        y = self.g_a(x)
-        z = self.h_a(y)
+        rate = self._check_rate(rate)
+        y, z = self.analysis(x, rate)
         z_strings = self.entropy_bottleneck.compress(z)
         z_hat = self.entropy_bottleneck.decompress(z_strings, z.shape[-2:])
-        y_hat, y_strings = self.compress_latent(y, z_hat)
+        _, y_strings = self.compress_latent(y, z_hat, rate)
         return {"strings": [y_strings, z_strings], "shape": z.shape[-2:]}
 
     @torch.no_grad()
-    def compress_latent(self, y: Tensor, z_hat: Tensor) -> tuple[Tensor, list[bytes]]:
+    def compress_latent(self, y: Tensor, z_hat: Tensor, rate: Rate = None) -> tuple[Tensor, list[bytes]]:
         """Code y given ẑ: returns ŷ and one rANS string per batch element.
 
         Symbols are ``round(y_i - μ_i)``, coded slice by slice, each slice flattened in
         channel, row, column order, with the CDF chosen by σ_i's scale-table index.
         """
-        latent_means, latent_scales = self.hyper_parameters(z_hat)
         y_slices = y.chunk(self.config.num_slices, dim=1)
         symbols: list[Tensor] = []
         indexes: list[Tensor] = []
@@ -220,7 +292,9 @@ class TCM(CompressionModel):
             indexes.append(gc.build_indexes(scale).reshape(q.shape[0], -1))
             return q.to(mean.dtype) + mean
 
-        y_hat = self._slice_loop(latent_means, latent_scales, to_symbols)
+        with fixed_threads(ENTROPY_PATH_THREADS):
+            latent_means, latent_scales = self.hyper_parameters(z_hat, rate)
+            y_hat = self._slice_loop(latent_means, latent_scales, to_symbols)
         cdf, cdf_lengths, offsets = self._cdf_tables()
         all_symbols = torch.cat(symbols, dim=1).int()
         all_indexes = torch.cat(indexes, dim=1).int()
@@ -234,20 +308,20 @@ class TCM(CompressionModel):
         return y_hat, strings
 
     @torch.no_grad()
-    def decompress(self, strings: list, shape) -> dict:
+    def decompress(self, strings: list, shape, rate: Rate = None) -> dict:
         """Inverse of :meth:`compress`: {"x_hat": (B, 3, H, W) clamped to [0, 1]}."""
+        rate = self._check_rate(rate)
         y_strings, z_strings = strings[0], strings[1]
         z_hat = self.entropy_bottleneck.decompress(z_strings, shape)
-        y_hat = self.decompress_latent(y_strings, z_hat)
-        x_hat = self.g_s(y_hat).clamp_(0, 1)
+        y_hat = self.decompress_latent(y_strings, z_hat, rate)
+        x_hat = self.synthesis(y_hat, rate).clamp_(0, 1)
         return {"x_hat": x_hat}
 
     @torch.no_grad()
-    def decompress_latent(self, y_strings: list[bytes], z_hat: Tensor) -> Tensor:
+    def decompress_latent(self, y_strings: list[bytes], z_hat: Tensor, rate: Rate = None) -> Tensor:
         """ŷ (B, M, 4h, 4w) from the rANS strings and ẑ (B, hyper, h, w)."""
         if len(y_strings) != z_hat.shape[0]:
             raise ValueError(f"{len(y_strings)} y strings for a batch of {z_hat.shape[0]}")
-        latent_means, latent_scales = self.hyper_parameters(z_hat)
         cdf, cdf_lengths, offsets = self._cdf_tables()
         gc = self.gaussian_conditional
         decoders = []
@@ -268,4 +342,6 @@ class TCM(CompressionModel):
             q = torch.stack(rows).reshape(mean.shape)
             return gc.dequantize(q, mean)
 
-        return self._slice_loop(latent_means, latent_scales, from_stream)
+        with fixed_threads(ENTROPY_PATH_THREADS):
+            latent_means, latent_scales = self.hyper_parameters(z_hat, rate)
+            return self._slice_loop(latent_means, latent_scales, from_stream)

@@ -82,6 +82,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     except PermissionError as exc:
         print(f"tcm {args.command}: error: permission denied: {exc.filename}", file=sys.stderr)
         return 1
+    except BrokenPipeError:  # e.g. `tcm models --json | head`
+        sys.stderr.close()
+        return 0
     except KeyboardInterrupt:
         print(f"tcm {args.command}: interrupted", file=sys.stderr)
         return 130

@@ -1,0 +1,214 @@
+"""Reading checkpoints (ours and the authors') and writing inference exports.
+
+A checkpoint is untrusted input: it is read with ``torch.load(..., weights_only=True)``.
+Accepted layouts: a dict with ``state_dict`` (our training checkpoints and the authors'),
+a bare state dict, keys prefixed with ``module.`` (DataParallel/DDP), the entropy
+bottleneck in CompressAI's older naming (``_matrix0``, ``_bias0``, ``_factor0``) or the
+current one, with or without the CDF buffers. The CDF tables are always rebuilt after
+loading (``update(force=True)``), so a checkpoint cannot smuggle in malformed tables and
+old and new checkpoints code identically.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import os
+import re
+from pathlib import Path
+from typing import Any, Mapping
+
+import torch
+from compressai.models.utils import remap_old_keys
+from torch import Tensor
+
+from tcmcodec.config import PRESETS, TCMConfig
+from tcmcodec.errors import ModelNotFoundError
+from tcmcodec.model import TCM
+
+#: buffers derived from the parameters by ``update()``; rebuilt on every load
+DERIVED_BUFFERS = ("_quantized_cdf", "_offset", "_cdf_length", "scale_table")
+#: prefixes that wrappers (DataParallel, DDP, torch.compile) put in front of every key
+WRAPPER_PREFIXES = ("module.", "_orig_mod.")
+#: format tag of the inference files written by :func:`export_weights`
+EXPORT_FORMAT = "tcmcodec-weights-v1"
+
+
+def read_checkpoint(path: str | os.PathLike) -> dict[str, Any]:
+    """Load a checkpoint file safely (``weights_only=True``) as a dict."""
+    path = Path(path)
+    if not path.is_file():
+        raise ModelNotFoundError(f"checkpoint {path} does not exist")
+    try:
+        data = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as exc:  # pickle errors, zip errors, refused globals ...
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise ModelNotFoundError(f"cannot read checkpoint {path}: {first[:200]}") from None
+    if not isinstance(data, Mapping):
+        raise ModelNotFoundError(f"checkpoint {path} holds a {type(data).__name__}, not a state dict")
+    return dict(data)
+
+
+def extract_state_dict(data: Mapping[str, Any]) -> dict[str, Tensor]:
+    """The model state dict of a checkpoint, normalised to our key names."""
+    state = data.get("state_dict", data)
+    if not isinstance(state, Mapping):
+        raise ModelNotFoundError("checkpoint has no state dict")
+    out: dict[str, Tensor] = {}
+    for key, value in state.items():
+        if not isinstance(value, Tensor):
+            continue
+        for prefix in WRAPPER_PREFIXES:
+            while key.startswith(prefix):
+                key = key[len(prefix):]
+        out[key] = value
+    if not any(k.startswith("entropy_bottleneck.") for k in out):
+        raise ModelNotFoundError("checkpoint is not a TCM model (no entropy_bottleneck weights)")
+    return dict(remap_old_keys("entropy_bottleneck", out))
+
+
+def _count_blocks(state: Mapping[str, Tensor], pattern: str) -> int:
+    regex = re.compile(pattern)
+    return len({m.group(1) for k in state if (m := regex.match(k))})
+
+
+def infer_config(state: Mapping[str, Tensor]) -> TCMConfig:
+    """Rebuild the :class:`TCMConfig` from the tensor shapes of a state dict.
+
+    Works for the authors' checkpoints, which carry no configuration.
+    """
+    try:
+        width = state["g_a.0.conv1.weight"].shape[0]
+        N = width // 2
+        hyper_channels = state["entropy_bottleneck.quantiles"].shape[0]
+        num_slices = _count_blocks(state, r"cc_mean_transforms\.(\d+)\.0\.weight")
+        slice_channels = state["cc_mean_transforms.0.4.weight"].shape[0]
+        M = slice_channels * num_slices
+        main_depth = _count_blocks(state, r"g_a\.(\d+)\.conv1_1\.weight") // 3
+        hyper_depth = _count_blocks(state, r"h_a\.(\d+)\.conv1_1\.weight")
+
+        def attn(prefix: str) -> tuple[int, int]:
+            params = state[f"{prefix}.msa.relative_position_params"]
+            heads, span = params.shape[0], params.shape[1]
+            dim = state[f"{prefix}.ln1.weight"].shape[0]
+            return dim // heads, (span + 1) // 2
+
+        main = [attn(f"g_a.{1 + stage * (main_depth + 1)}.trans_block") for stage in range(3)]
+        hyper_head_dim, hyper_window = attn("h_a.1.trans_block") if hyper_depth else (N, 4)
+        sw_head, sw_window = attn("atten_mean.0.0.non_local_block.block_1")
+        swatten_width = state["atten_mean.0.0.in_conv.weight"].shape[0]
+        context_widths = (
+            state["cc_mean_transforms.0.0.weight"].shape[0],
+            state["cc_mean_transforms.0.2.weight"].shape[0],
+        )
+        mlp_ratio = state["g_a.1.trans_block.mlp.0.weight"].shape[0] // N
+        c_last = state[f"cc_mean_transforms.{num_slices - 1}.0.weight"].shape[1]
+        max_support = (c_last - M) // slice_channels
+        if max_support >= num_slices - 1:  # the last slice sees all others: "all" (the paper's 5)
+            max_support = num_slices
+    except (KeyError, IndexError) as exc:
+        raise ModelNotFoundError(f"checkpoint is not a TCM model (missing {exc})") from None
+    if "gain_y.log_gain" in state:
+        raise ModelNotFoundError("variable-rate checkpoint without its config: cannot infer rate_lambdas")
+    config = TCMConfig(
+        N=N, M=M, hyper_channels=hyper_channels, num_slices=num_slices,
+        max_support_slices=max_support, main_depth=main_depth,
+        main_head_dims=tuple(h for h, _ in main), main_window=main[0][1],
+        hyper_depth=hyper_depth, hyper_head_dim=hyper_head_dim, hyper_window=hyper_window,
+        swatten_width=swatten_width, swatten_head_dim=sw_head, swatten_window=sw_window,
+        context_widths=context_widths, mlp_ratio=mlp_ratio,
+    )
+    return name_preset(config)
+
+
+def name_preset(config: TCMConfig) -> TCMConfig:
+    """Give ``config`` the name of the preset it equals, if any."""
+    for name, preset in PRESETS.items():
+        if preset.replace(name=config.name) == config:
+            return config.replace(name=name)
+    return config
+
+
+def weights_hash(state: Mapping[str, Tensor]) -> str:
+    """Short sha256 (16 hex digits) of a model's parameters, ignoring derived buffers.
+
+    Identifies the weights in ``.tcm`` files and exported file names.
+    """
+    digest = hashlib.sha256()
+    for key in sorted(state):
+        if key.rsplit(".", 1)[-1] in DERIVED_BUFFERS:
+            continue
+        tensor = state[key].detach().to("cpu").contiguous()
+        digest.update(key.encode())
+        digest.update(str(tensor.dtype).encode())
+        digest.update(str(tuple(tensor.shape)).encode())
+        digest.update(tensor.float().numpy().tobytes() if tensor.is_floating_point() else tensor.numpy().tobytes())
+    return digest.hexdigest()[:16]
+
+
+def model_from_state_dict(state: Mapping[str, Tensor], config: TCMConfig | None = None) -> TCM:
+    """A ready :class:`TCM` (eval mode, CDF tables built) from a normalised state dict."""
+    if config is None:
+        config = infer_config(state)
+    model = TCM(config)
+    weights = {k: v for k, v in state.items() if k.rsplit(".", 1)[-1] not in DERIVED_BUFFERS}
+    expected = model.state_dict()
+    for key, value in weights.items():
+        if key in expected and expected[key].shape != value.shape:
+            raise ModelNotFoundError(
+                f"weight {key} has shape {tuple(value.shape)}, expected {tuple(expected[key].shape)} "
+                f"for config {config.name}"
+            )
+    missing, unexpected = torch.nn.Module.load_state_dict(model, {k: v.float() for k, v in weights.items()}, strict=False)
+    missing = [k for k in missing if k.rsplit(".", 1)[-1] not in DERIVED_BUFFERS]
+    if missing or unexpected:
+        detail = f"missing {missing[:3]}" if missing else f"unexpected {unexpected[:3]}"
+        raise ModelNotFoundError(f"checkpoint does not match the TCM architecture ({detail})")
+    model.update(force=True)
+    model.eval()
+    model.weights_hash = weights_hash(model.state_dict())  # type: ignore[attr-defined]
+    return model
+
+
+def load_checkpoint(path: str | os.PathLike) -> TCM:
+    """Load any supported checkpoint file (ours or the authors') as a ready model."""
+    data = read_checkpoint(path)
+    state = extract_state_dict(data)
+    config = None
+    if isinstance(data.get("config"), Mapping):
+        try:
+            config = TCMConfig.from_dict(data["config"])
+        except (TypeError, ValueError) as exc:
+            raise ModelNotFoundError(f"checkpoint {path} has an invalid config: {exc}") from None
+    return model_from_state_dict(state, config)
+
+
+def export_weights(model: TCM, out: str | os.PathLike, *, half: bool = False,
+                   extra: Mapping[str, Any] | None = None) -> tuple[Path, str]:
+    """Write inference weights: parameters and config only (CDFs rebuilt on load).
+
+    With ``half``, floating tensors are stored as float16 (loaded back as float32).
+    If ``out`` is a directory, the file is named ``{config.name}-{hash}.pt``.
+    Returns the path written (atomically) and the weights hash a loader will compute.
+    """
+    state = {
+        k: (v.half() if half and v.is_floating_point() else v).detach().cpu().clone()
+        for k, v in model.state_dict().items()
+        if k.rsplit(".", 1)[-1] not in DERIVED_BUFFERS
+    }
+    # the hash names what a decoder will compute: the weights as they will be loaded
+    digest = weights_hash({k: v.float() if v.is_floating_point() else v for k, v in state.items()})
+    out = Path(out)
+    if out.is_dir():
+        out = out / f"{model.config.name}-{digest}.pt"
+    payload = {"format": EXPORT_FORMAT, "config": model.config.to_dict(), "weights_hash": digest,
+               "state_dict": state, **(dict(extra) if extra else {})}
+    buffer = io.BytesIO()
+    torch.save(payload, buffer)
+    tmp = out.with_name(f".{out.name}.tmp{os.getpid()}")
+    try:
+        tmp.write_bytes(buffer.getvalue())
+        os.replace(tmp, out)
+    finally:
+        tmp.unlink(missing_ok=True)
+    return out, digest

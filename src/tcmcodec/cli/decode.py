@@ -1,0 +1,55 @@
+"""``tcm decode``: decompress ``.tcm`` files to ordinary images."""
+
+from __future__ import annotations
+
+import argparse
+import time
+from pathlib import Path
+
+from tcmcodec.cli._common import add_threads_argument, apply_threads, check_output, max_pixels
+from tcmcodec.errors import TcmError
+
+HELP = "decompress a .tcm file (or several, or a folder) to an image (format from the extension)"
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("inputs", nargs="+", metavar="INPUT", help=".tcm file(s) or a folder")
+    p.add_argument("output", metavar="OUTPUT", help="output image (png, jpg, webp, ...) or a folder")
+    p.add_argument("--checkpoint", metavar="PATH", help="checkpoint of the model that coded the file")
+    p.add_argument("--model", metavar="NAME", help="registered model (default: the one named in the file)")
+    p.add_argument("--format", default="png", help="image format for folder output (default png)")
+    add_threads_argument(p)
+
+
+def run(args: argparse.Namespace) -> int:
+    from tcmcodec.codec import decode_stream, load_model, read_stream
+    from tcmcodec.image_io import save_image
+
+    apply_threads(args)
+    sources: list[Path] = []
+    for item in args.inputs:
+        path = Path(item)
+        sources.extend(sorted(path.glob("*.tcm")) if path.is_dir() else [path])
+    out = Path(args.output)
+    several = len(args.inputs) > 1 or Path(args.inputs[0]).is_dir()
+    if several:
+        if out.exists() and not out.is_dir():
+            raise TcmError(f"several inputs need an output folder, not {out}")
+        out.mkdir(parents=True, exist_ok=True)
+    model = None
+    if args.checkpoint or args.model:
+        model = load_model(args.checkpoint or args.model)
+    limit = max_pixels(args) if args.max_pixels is not None else None
+    for src in sources:
+        dst = out / f"{src.stem}.{args.format}" if several else out
+        check_output(src, dst)
+        start = time.perf_counter()
+        data = Path(src).read_bytes()
+        try:
+            stream = read_stream(data, max_pixels=limit)
+        except TcmError as exc:
+            raise type(exc)(f"{src}: {exc}") from None
+        image = decode_stream(stream, model)
+        save_image(image, dst)
+        print(f"{dst}: {image.width}x{image.height} {image.mode}, {time.perf_counter() - start:.2f} s")
+    return 0

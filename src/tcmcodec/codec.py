@@ -1,0 +1,229 @@
+"""The encode/decode pipeline: image -> pad -> model -> ``.tcm`` container, and back.
+
+Glues :mod:`image_io` (modes, alpha, limits), the model (:mod:`model`), the registry
+(:mod:`zoo`, :mod:`checkpoints`) and the file format (:mod:`container`). Decoding checks
+that the model offered is the one that wrote the file (name and weights hash).
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+import warnings
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+from PIL import Image
+
+from tcmcodec import container, image_io, zoo
+from tcmcodec.checkpoints import load_checkpoint
+from tcmcodec.config import HYPER_LATENT_STRIDE
+from tcmcodec.errors import FormatError, ModelMismatchError, ModelNotFoundError, TcmError
+from tcmcodec.image_io import DEFAULT_MAX_PIXELS
+from tcmcodec.model import TCM
+
+ModelLike = str | os.PathLike | TCM | None
+
+_cache: dict[tuple[str, str], TCM] = {}
+_cache_lock = threading.Lock()
+
+
+def _attach_identity(model: TCM, name: str) -> TCM:
+    model.model_name = name  # type: ignore[attr-defined]
+    return model
+
+
+def load_model(name_or_path: str | os.PathLike | None = None, *, device: str | torch.device | None = None) -> TCM:
+    """A ready model (eval mode, CDF tables built) from a registry name or a checkpoint path.
+
+    ``None`` gives the default bundled model. Checkpoints may be ours (training or exported)
+    or the authors'; see :mod:`tcmcodec.checkpoints`. Registry models are cached.
+    """
+    dev = str(torch.device(device)) if device is not None else "cpu"
+    if name_or_path is None:
+        name_or_path = zoo.default_entry().name
+    key = (str(name_or_path), dev)
+    with _cache_lock:
+        if key in _cache:
+            return _cache[key]
+    text = str(name_or_path)
+    names = {e.name for e in zoo.list_entries()}
+    if text in names:
+        entry = zoo.get_entry(text)
+        if not entry.available:
+            raise ModelNotFoundError(
+                f"the weights of model {entry.name} are not installed ({entry.weights}); "
+                "reinstall tcmcodec or give --checkpoint PATH"
+            )
+        model = _attach_identity(load_checkpoint(entry.path()), entry.name)
+    elif Path(text).exists():
+        model = load_checkpoint(text)
+        _attach_identity(model, model.config.name)
+    else:
+        raise ModelNotFoundError(
+            f"{text!r} is neither a model name ({', '.join(sorted(names))}) nor an existing checkpoint file"
+        )
+    model = model.to(dev)
+    with _cache_lock:
+        _cache[key] = model
+    return model
+
+
+def model_qualities(model: TCM) -> tuple[int, ...]:
+    """Representative qualities of ``model`` (empty for a fixed-rate model)."""
+    return zoo.level_qualities(model.rate_levels) if model.rate_levels else ()
+
+
+def _resolve(model: ModelLike) -> TCM:
+    if isinstance(model, TCM):
+        if not hasattr(model, "weights_hash"):
+            from tcmcodec.checkpoints import weights_hash
+
+            model.weights_hash = weights_hash(model.state_dict())  # type: ignore[attr-defined]
+        if not hasattr(model, "model_name"):
+            _attach_identity(model, model.config.name)
+        if model.gaussian_conditional._quantized_cdf.numel() == 0:
+            model.update(force=True)
+        return model.eval()
+    return load_model(model)
+
+
+def _rate(model: TCM, quality: float | None) -> tuple[float | None, int]:
+    """The model's rate level for ``quality`` and the quality stored in the file."""
+    if not model.rate_levels:
+        if quality is not None:
+            raise TcmError(f"model {model.model_name} has a single rate: drop the quality option")  # type: ignore[attr-defined]
+        return None, 0
+    if quality is None:
+        name = getattr(model, "model_name", "")
+        try:
+            quality = zoo.get_entry(name).default_quality
+        except ModelNotFoundError:
+            quality = zoo.QUALITY_MAX * 0.6
+    if not 0 <= float(quality) <= zoo.QUALITY_MAX:
+        raise TcmError(f"quality must be between 0 and {zoo.QUALITY_MAX}, got {quality}")
+    stored = int(round(float(quality)))
+    return zoo.quality_to_level(stored, model.rate_levels), stored
+
+
+@dataclass
+class EncodeResult:
+    """What :func:`encode_image` produced."""
+
+    data: bytes
+    width: int
+    height: int
+    mode: str
+    quality: int
+    warnings: list[str] = field(default_factory=list)
+
+    @property
+    def bits_per_pixel(self) -> float:
+        return 8 * len(self.data) / (self.width * self.height)
+
+
+def encode_image(image: Any, model: ModelLike = None, quality: float | None = None, *,
+                 max_pixels: int | None = DEFAULT_MAX_PIXELS) -> EncodeResult:
+    """Encode an image (path, PIL image or uint8 array) to ``.tcm`` bytes, with details."""
+    net = _resolve(model)
+    level, stored_quality = _rate(net, quality)
+    loaded = image_io.load_image(image, max_pixels=max_pixels)
+    height, width = loaded.rgb.shape[:2]
+    pad = image_io.pad_amounts(height, width, net.config.pad_multiple)
+    device = next(net.parameters()).device
+    x = image_io.pad_tensor(image_io.to_tensor(loaded.rgb), pad).to(device)
+    with torch.inference_mode():
+        out = net.compress(x, level)
+    (y_string,), z_strings = out["strings"][0], out["strings"][1]
+    z_h, z_w = (int(v) for v in out["shape"])
+    stream = container.TcmStream(
+        model_name=net.model_name,  # type: ignore[attr-defined]
+        weights_hash=net.weights_hash,  # type: ignore[attr-defined]
+        quality=stored_quality,
+        width=width, height=height, mode=loaded.mode, pad=pad,
+        latent_shapes=((z_h, z_w),),
+        strings=(y_string, z_strings[0]),
+        alpha=image_io.encode_alpha(loaded.alpha) if loaded.alpha is not None else None,
+    )
+    return EncodeResult(container.pack(stream), width, height, loaded.mode, stored_quality, list(loaded.warnings))
+
+
+def encode(image: Any, model: ModelLike = None, quality: float | None = None, *,
+           max_pixels: int | None = DEFAULT_MAX_PIXELS) -> bytes:
+    """Encode an image to ``.tcm`` bytes.
+
+    Args:
+        image: a path, a PIL image, or a uint8 array (H, W), (H, W, 1|3|4).
+        model: registry name, checkpoint path, a loaded :class:`TCM`, or None (default model).
+        quality: 0..100 for variable-rate models (default: the model's); None for fixed-rate.
+        max_pixels: refuse larger images (None: no limit).
+    """
+    result = encode_image(image, model, quality, max_pixels=max_pixels)
+    for note in result.warnings:
+        warnings.warn(note, stacklevel=2)
+    return result.data
+
+
+def read_stream(data: bytes, *, max_pixels: int | None = None) -> container.TcmStream:
+    """Parse and sanity-check a ``.tcm`` stream (raises :class:`FormatError`)."""
+    if not isinstance(data, (bytes, bytearray, memoryview)):
+        raise FormatError(f"expected bytes, got {type(data).__name__}")
+    return container.parse(bytes(data), max_pixels=max_pixels)
+
+
+def _model_for(stream: container.TcmStream, model: ModelLike) -> TCM:
+    needed = f"model {stream.model_name} (weights {stream.weights_hash})"
+    if model is None:
+        try:
+            entry = zoo.get_entry(stream.model_name)
+        except ModelNotFoundError:
+            raise ModelMismatchError(
+                f"this file was coded with {needed}, which is not bundled; decode it with "
+                "--checkpoint PATH (model=...) of those weights"
+            ) from None
+        net = load_model(entry.name)
+    else:
+        net = _resolve(model)
+    if net.weights_hash != stream.weights_hash:  # type: ignore[attr-defined]
+        raise ModelMismatchError(
+            f"this file was coded with {needed}, but the model given is "
+            f"{net.model_name} (weights {net.weights_hash}); decode it with {stream.model_name}"  # type: ignore[attr-defined]
+        )
+    return net
+
+
+def decode_stream(stream: container.TcmStream, model: ModelLike = None) -> Image.Image:
+    """Decode a parsed stream to a PIL image in the original size and mode."""
+    net = _model_for(stream, model)
+    multiple = net.config.pad_multiple
+    left, right, top, bottom = stream.pad
+    padded_w, padded_h = stream.width + left + right, stream.height + top + bottom
+    if len(stream.latent_shapes) != 1 or len(stream.strings) != 2:
+        raise FormatError("stream layout does not match a TCM model (latent shapes / strings)")
+    z_h, z_w = stream.latent_shapes[0]
+    if padded_w % multiple or padded_h % multiple or (z_h * HYPER_LATENT_STRIDE, z_w * HYPER_LATENT_STRIDE) != (padded_h, padded_w):
+        raise FormatError("stream sizes are inconsistent (padding / latent shape): the file is corrupted")
+    level = zoo.quality_to_level(stream.quality, net.rate_levels) if net.rate_levels else None
+    if net.rate_levels and stream.quality > zoo.QUALITY_MAX:
+        raise FormatError(f"quality {stream.quality} is out of range for {stream.model_name}")
+    try:
+        with torch.inference_mode():
+            out = net.decompress([[stream.strings[0]], [stream.strings[1]]], (z_h, z_w), level)
+    except (RuntimeError, ValueError, IndexError) as exc:
+        raise FormatError(f"entropy-coded data cannot be decoded: {exc}") from None
+    x_hat = image_io.crop_tensor(out["x_hat"].cpu(), stream.pad)
+    rgb = image_io.from_tensor(x_hat)
+    alpha = image_io.decode_alpha(stream.alpha, stream.width, stream.height) if stream.alpha is not None else None
+    return image_io.to_pil(rgb, stream.mode, alpha)
+
+
+def decode(data: bytes, model: ModelLike = None, *, max_pixels: int | None = None) -> Image.Image:
+    """Decode ``.tcm`` bytes to a PIL image (original size and mode).
+
+    ``model``: None to use the bundled model named in the file, or a name, checkpoint path
+    or loaded :class:`TCM`. Raises :class:`FormatError` for a bad stream and
+    :class:`ModelMismatchError` when the file needs another model.
+    """
+    return decode_stream(read_stream(data, max_pixels=max_pixels), model)

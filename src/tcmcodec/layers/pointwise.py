@@ -1,0 +1,58 @@
+"""1x1 convolutions and GDN computed as matrix products, for thread-count determinism.
+
+The entropy decoder must recompute the encoder's means and scales bit for bit: a scale
+that lands on the other side of a scale-table boundary selects another CDF and the rest
+of the stream decodes to garbage. Measured on this project's CPU build of PyTorch
+(oneDNN), 3x3 convolutions, linear layers, batched matrix products, layer norm and
+attention give identical bits with 1, 2 or more threads, but 1x1 convolutions (``nn.Conv2d``
+and the ``F.conv2d`` inside CompressAI's GDN) do not. Computing them as a matrix product
+over channels removes that dependence; ``tests/test_determinism.py`` checks it across
+processes. The modules keep their parameters, so state dicts are unchanged.
+"""
+
+from __future__ import annotations
+
+import torch
+from compressai.layers import GDN
+from torch import Tensor, nn
+
+
+def pointwise(x: Tensor, weight: Tensor, bias: Tensor | None) -> Tensor:
+    """(B, C, H, W) x (O, C) [+ (O,)] -> (B, O, H, W), as one matrix product."""
+    batch, channels, height, width = x.shape
+    out = torch.matmul(weight.reshape(weight.shape[0], channels), x.reshape(batch, channels, height * width))
+    if bias is not None:
+        out = out + bias[:, None]
+    return out.reshape(batch, weight.shape[0], height, width)
+
+
+class PointwiseConv2d(nn.Conv2d):
+    """A 1x1, stride-1 ``nn.Conv2d`` evaluated by :func:`pointwise`."""
+
+    def forward(self, x: Tensor) -> Tensor:
+        return pointwise(x, self.weight, self.bias)
+
+
+class PointwiseGDN(GDN):
+    """CompressAI's (inverse) GDN with its 1x1 convolution evaluated by :func:`pointwise`."""
+
+    def forward(self, x: Tensor) -> Tensor:
+        beta = self.beta_reparam(self.beta)
+        gamma = self.gamma_reparam(self.gamma)
+        norm = pointwise(x * x, gamma, beta)
+        norm = torch.sqrt(norm) if self.inverse else torch.rsqrt(norm)
+        return x * norm
+
+
+def use_pointwise_matmul(module: nn.Module) -> nn.Module:
+    """Switch every plain 1x1 convolution and GDN below ``module`` to the matmul versions.
+
+    Changes the classes in place (same parameters and buffers); returns ``module``.
+    """
+    for child in module.modules():
+        if type(child) is nn.Conv2d and child.kernel_size == (1, 1) and child.stride == (1, 1) \
+                and child.groups == 1 and child.padding == (0, 0) and child.dilation == (1, 1):
+            child.__class__ = PointwiseConv2d
+        elif type(child) is GDN:
+            child.__class__ = PointwiseGDN
+    return module

@@ -1,0 +1,1 @@
+"""Training TCM models: data, losses, the resumable training loop, distributed runs."""

@@ -1,0 +1,444 @@
+"""The training loop: exactly resumable, kill-safe checkpoints, CPU or CUDA, torchrun/DDP.
+
+One :class:`TrainSettings` describes a run; :func:`train` runs it. Checkpoints
+(``checkpoint-latest.pth.tar`` and ``checkpoint-best.pth.tar`` in the output folder) hold
+the model weights and config, the step, both optimizers, the scheduler and every RNG
+state, and are written atomically, so ``resume=True`` continues exactly where the last
+checkpoint left off and killing the process loses at most the work since then.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import io
+import json
+import math
+import os
+import random
+import sys
+import time
+import warnings
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+import torch.distributed as dist
+from torch import nn
+from torch.utils.data import DataLoader
+
+from tcmcodec.checkpoints import extract_state_dict, read_checkpoint
+from tcmcodec.config import TCMConfig, get_preset
+from tcmcodec.errors import TcmError
+from tcmcodec.model import TCM
+from tcmcodec.train.data import RandomCropDataset, StepSampler, list_images, load_validation, split_holdout
+from tcmcodec.train.losses import Metric, rate_distortion_loss
+
+LATEST = "checkpoint-latest.pth.tar"
+BEST = "checkpoint-best.pth.tar"
+CHECKPOINT_FORMAT = "tcmcodec-train-v1"
+#: consecutive non-finite losses after which the run stops
+MAX_BAD_STEPS = 20
+#: the authors' gradient clipping and auxiliary learning rate
+DEFAULT_CLIP = 1.0
+DEFAULT_AUX_LR = 1e-3
+#: training crops must keep the hyper-latent (1/64) whole
+PATCH_MULTIPLE = 64
+
+
+@dataclass
+class TrainSettings:
+    """Everything that defines a training run (the ``tcm train`` options)."""
+
+    data: str
+    out: str
+    model: str = "tcm-s"
+    lmbda: float | None = 0.013
+    metric: Metric = "mse"
+    patch: int = 256
+    batch_size: int = 8
+    steps: int | None = None
+    epochs: float | None = None
+    lr: float = 1e-4
+    aux_lr: float = DEFAULT_AUX_LR
+    milestones: list[int] = field(default_factory=list)
+    gamma: float = 0.1
+    clip: float = DEFAULT_CLIP
+    seed: int = 0
+    workers: int = 0
+    val: str | None = None
+    val_split: int = 0
+    val_every: int = 500
+    val_max_side: int = 512
+    checkpoint_minutes: float = 5.0
+    resume: bool = False
+    init: str | None = None
+    device: str | None = None
+    amp: str | None = None
+    threads: int | None = None
+    progress: bool = True
+    max_level: float | None = None
+
+
+class TrainingError(TcmError):
+    """A run cannot start or cannot go on (bad options, diverged loss)."""
+
+
+# ---------------------------------------------------------------------------- helpers
+def _atomic_save(obj: Any, path: Path) -> None:
+    buffer = io.BytesIO()
+    torch.save(obj, buffer)
+    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
+    try:
+        with open(tmp, "wb") as fh:
+            fh.write(buffer.getvalue())
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, path)
+    finally:
+        if tmp.exists():
+            tmp.unlink()
+
+
+def _rng_state() -> dict[str, Any]:
+    """Every RNG state, in types that ``torch.load(weights_only=True)`` accepts."""
+    kind, keys, pos, has_gauss, cached = np.random.get_state()
+    state = {
+        "torch": torch.get_rng_state(),
+        "numpy": [kind, torch.from_numpy(keys.astype(np.int64)), int(pos), int(has_gauss), float(cached)],
+        "python": random.getstate(),
+    }
+    if torch.cuda.is_available():
+        state["cuda"] = torch.cuda.get_rng_state_all()
+    return state
+
+
+def _set_rng_state(state: dict[str, Any]) -> None:
+    torch.set_rng_state(state["torch"])
+    kind, keys, pos, has_gauss, cached = state["numpy"]
+    np.random.set_state((kind, keys.numpy().astype(np.uint32), pos, has_gauss, cached))
+    random.setstate(state["python"])
+    if "cuda" in state and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(state["cuda"])
+
+
+def _distributed() -> tuple[int, int, int]:
+    """(rank, world size, local rank); initialises the process group under torchrun."""
+    world = int(os.environ.get("WORLD_SIZE", "1"))
+    if world <= 1:
+        return 0, 1, 0
+    if not dist.is_initialized():
+        backend = "nccl" if torch.cuda.is_available() else "gloo"
+        dist.init_process_group(backend=backend)
+    return dist.get_rank(), dist.get_world_size(), int(os.environ.get("LOCAL_RANK", "0"))
+
+
+def _split_parameters(model: nn.Module) -> tuple[list[nn.Parameter], list[nn.Parameter]]:
+    """Main parameters and the entropy bottleneck's quantiles (trained by the aux loss)."""
+    main, aux = [], []
+    for name, param in model.named_parameters():
+        if not param.requires_grad:
+            continue
+        (aux if name.endswith(".quantiles") else main).append(param)
+    return main, aux
+
+
+class _Logger:
+    """Metrics to ``metrics.jsonl`` (and TensorBoard when installed); rank 0 only."""
+
+    def __init__(self, out: Path, enabled: bool) -> None:
+        self.enabled = enabled
+        self.path = out / "metrics.jsonl"
+        self.tb = None
+        if enabled:
+            try:
+                from torch.utils.tensorboard import SummaryWriter
+
+                self.tb = SummaryWriter(str(out / "tensorboard"))
+            except Exception:  # tensorboard not installed
+                self.tb = None
+
+    def log(self, kind: str, step: int, values: dict[str, float]) -> None:
+        if not self.enabled:
+            return
+        row = {"kind": kind, "step": step, "time": time.time(), **values}
+        with open(self.path, "a") as fh:
+            fh.write(json.dumps(row) + "\n")
+        if self.tb is not None:
+            for key, value in values.items():
+                self.tb.add_scalar(f"{kind}/{key}", value, step)
+
+
+# ---------------------------------------------------------------------------- the run
+class Trainer:
+    """State of one run; see :func:`train`."""
+
+    def __init__(self, settings: TrainSettings) -> None:
+        self.s = settings
+        self.rank, self.world, local_rank = _distributed()
+        if settings.threads:
+            torch.set_num_threads(settings.threads)
+        if settings.device:
+            self.device = torch.device(settings.device)
+        elif torch.cuda.is_available():
+            self.device = torch.device("cuda", local_rank)
+        else:
+            self.device = torch.device("cpu")
+        if self.device.type == "cuda":
+            torch.cuda.set_device(self.device)
+        if settings.amp not in (None, "bf16"):
+            raise TrainingError(f"--amp {settings.amp} is not supported; use --amp bf16 (CUDA only)")
+        if settings.amp and self.device.type != "cuda":
+            raise TrainingError("--amp bf16 needs a CUDA device")
+        self.out = Path(settings.out)
+        if self.rank == 0:
+            self.out.mkdir(parents=True, exist_ok=True)
+
+        try:
+            self.config: TCMConfig = get_preset(settings.model)
+        except KeyError as exc:
+            raise TrainingError(str(exc.args[0])) from None
+        if not self.config.variable_rate and settings.lmbda is None:
+            raise TrainingError(f"{settings.model} is a fixed-rate model: give --lambda")
+        if settings.patch < PATCH_MULTIPLE or settings.patch % PATCH_MULTIPLE:
+            raise TrainingError(f"--patch must be a multiple of {PATCH_MULTIPLE}, got {settings.patch}")
+
+        paths = list_images(settings.data)
+        if not paths:
+            raise TrainingError(f"no images found in {settings.data}")
+        val_paths: list[Path] = []
+        if settings.val_split:
+            paths, val_paths = split_holdout(paths, settings.val_split)
+        if settings.val:
+            val_paths = list_images(settings.val)
+        self.train_paths = paths
+        self.val_images = load_validation(val_paths, settings.val_max_side, self.config.pad_multiple)
+
+        images_per_step = settings.batch_size * self.world
+        if settings.steps is None and settings.epochs is None:
+            raise TrainingError("give --steps or --epochs")
+        self.total_steps = settings.steps if settings.steps is not None else math.ceil(
+            settings.epochs * len(paths) / images_per_step
+        )
+
+        torch.manual_seed(settings.seed)
+        self.model = TCM(self.config).to(self.device)
+        if settings.init:
+            self._load_init(settings.init)
+        main_params, aux_params = _split_parameters(self.model)
+        self.optimizer = torch.optim.Adam(main_params, lr=settings.lr)
+        self.aux_optimizer = torch.optim.Adam(aux_params, lr=settings.aux_lr)
+        self.scheduler = torch.optim.lr_scheduler.MultiStepLR(
+            self.optimizer, milestones=list(settings.milestones), gamma=settings.gamma
+        )
+        self.step = 0
+        self.best_loss = math.inf
+        self.bad_steps = 0
+        torch.manual_seed(settings.seed + 1000 * self.rank)  # per-rank quantization noise
+        if settings.resume and (self.out / LATEST).exists():
+            self._resume(self.out / LATEST)
+        self.net: nn.Module = self.model
+        if self.world > 1:
+            ids = [self.device.index] if self.device.type == "cuda" else None
+            self.net = nn.parallel.DistributedDataParallel(self.model, device_ids=ids)
+        self.logger = _Logger(self.out, self.rank == 0)
+
+    # -------------------------------------------------------------- checkpoints
+    def _load_init(self, path: str) -> None:
+        state = extract_state_dict(read_checkpoint(path))
+        own = self.model.state_dict()
+        usable = {k: v for k, v in state.items() if k in own and own[k].shape == v.shape
+                  and k.rsplit(".", 1)[-1] not in ("_quantized_cdf", "_offset", "_cdf_length", "scale_table")}
+        skipped = [k for k in own if k not in usable and "cdf" not in k and "_offset" not in k and "scale_table" not in k]
+        nn.Module.load_state_dict(self.model, usable, strict=False)
+        if self.rank == 0 and skipped:
+            warnings.warn(f"--init: {len(skipped)} tensors not in {path} were left as initialised")
+
+    def checkpoint(self) -> dict[str, Any]:
+        rng = _rng_state()
+        if self.world > 1:
+            states: list[Any] = [None] * self.world
+            dist.all_gather_object(states, rng)
+            rng = {"per_rank": states}
+        return {
+            "format": CHECKPOINT_FORMAT,
+            "state_dict": self.model.state_dict(),
+            "config": self.config.to_dict(),
+            "settings": dataclasses.asdict(self.s),
+            "step": self.step,
+            "optimizer": self.optimizer.state_dict(),
+            "aux_optimizer": self.aux_optimizer.state_dict(),
+            "scheduler": self.scheduler.state_dict(),
+            "rng": rng,
+            "best_loss": self.best_loss,
+            "world_size": self.world,
+        }
+
+    def save(self, best: bool = False) -> None:
+        payload = self.checkpoint()  # collective under DDP: every rank calls it
+        if self.rank != 0:
+            return
+        _atomic_save(payload, self.out / LATEST)
+        if best:
+            _atomic_save(payload, self.out / BEST)
+
+    def _resume(self, path: Path) -> None:
+        data = torch.load(path, map_location="cpu", weights_only=True)
+        if data.get("format") != CHECKPOINT_FORMAT:
+            raise TrainingError(f"{path} is not a tcmcodec training checkpoint")
+        if TCMConfig.from_dict(data["config"]) != self.config:
+            raise TrainingError(f"{path} was trained with another model config; use another --out")
+        self.model.load_state_dict(data["state_dict"])
+        self.optimizer.load_state_dict(data["optimizer"])
+        self.aux_optimizer.load_state_dict(data["aux_optimizer"])
+        self.scheduler.load_state_dict(data["scheduler"])
+        self.step = int(data["step"])
+        self.best_loss = float(data["best_loss"])
+        rng = data["rng"]
+        if "per_rank" in rng:
+            states = rng["per_rank"]
+            rng = states[self.rank] if self.rank < len(states) else states[0]
+        _set_rng_state(rng)
+
+    # -------------------------------------------------------------- steps
+    def _lambdas(self, levels: torch.Tensor) -> torch.Tensor:
+        table = torch.tensor(self.config.rate_lambdas, device=self.device)
+        return table[levels]
+
+    def train_step(self, batch: torch.Tensor) -> dict[str, float] | None:
+        """One optimisation step; returns its metrics, or None if it was skipped."""
+        self.model.train()
+        x = batch.to(self.device, non_blocking=True)
+        n = x.shape[0]
+        if self.config.variable_rate:
+            top = self.config.rate_levels if self.s.max_level is None else int(self.s.max_level) + 1
+            levels = torch.randint(0, top, (n,), device=self.device)
+            rate: torch.Tensor | None = levels.float()
+            lmbda = self._lambdas(levels)
+        else:
+            rate = None
+            lmbda = torch.full((n,), float(self.s.lmbda), device=self.device)
+        self.optimizer.zero_grad(set_to_none=True)
+        self.aux_optimizer.zero_grad(set_to_none=True)
+        with torch.autocast("cuda", dtype=torch.bfloat16, enabled=self.s.amp == "bf16"):
+            output = self.net(x, rate) if rate is not None else self.net(x)
+        output["x_hat"] = output["x_hat"].float()
+        metrics = rate_distortion_loss(output, x, lmbda, self.s.metric)
+        loss = metrics["loss"]
+        finite = torch.isfinite(loss)
+        if self.world > 1:
+            flag = finite.float().to(self.device)
+            dist.all_reduce(flag, op=dist.ReduceOp.MIN)
+            finite = flag > 0
+        if not bool(finite):
+            self.bad_steps += 1
+            if self.rank == 0:
+                warnings.warn(f"step {self.step}: non-finite loss, step skipped")
+            if self.bad_steps >= MAX_BAD_STEPS:
+                raise TrainingError(
+                    f"{MAX_BAD_STEPS} non-finite losses in a row at step {self.step}: the run diverged; "
+                    "lower --lr or resume from an earlier checkpoint"
+                )
+            return None
+        self.bad_steps = 0
+        loss.backward()
+        if self.s.clip > 0:
+            nn.utils.clip_grad_norm_(self.optimizer.param_groups[0]["params"], self.s.clip)
+        self.optimizer.step()
+        aux = self.model.aux_loss()
+        aux.backward()
+        self.aux_optimizer.step()
+        self.scheduler.step()
+        result = {k: float(v) for k, v in metrics.items()}
+        result["aux"] = float(aux)
+        return result
+
+    @torch.no_grad()
+    def validate(self) -> dict[str, float] | None:
+        """Estimated bpp, PSNR and MS-SSIM on the validation images, at every rate level."""
+        if not self.val_images:
+            return None
+        self.model.eval()
+        levels = list(range(self.config.rate_levels)) if self.config.variable_rate else [None]
+        totals: dict[str, float] = {}
+        for level in levels:
+            lam = self.config.rate_lambdas[level] if level is not None else float(self.s.lmbda)
+            for image in self.val_images:
+                x = image.to(self.device)
+                out = self.model(x, float(level)) if level is not None else self.model(x)
+                out["x_hat"] = out["x_hat"].clamp(0, 1)
+                m = rate_distortion_loss(out, x, torch.tensor([lam], device=self.device), self.s.metric)
+                tag = "" if level is None else f"@{level}"
+                for key in ("loss", "bpp", "psnr"):
+                    totals[key + tag] = totals.get(key + tag, 0.0) + float(m[key]) / len(self.val_images)
+        totals["loss"] = sum(v for k, v in totals.items() if k.startswith("loss")) / max(1, len(levels))
+        return totals
+
+    def run(self) -> dict[str, float]:
+        s = self.s
+        dataset = RandomCropDataset(self.train_paths, s.patch, seed=s.seed)
+        sampler = StepSampler(self.step, self.total_steps, s.batch_size, self.rank, self.world)
+        loader = DataLoader(dataset, batch_size=s.batch_size, sampler=sampler, num_workers=s.workers,
+                            pin_memory=self.device.type == "cuda", persistent_workers=False)
+        bar = None
+        if self.rank == 0 and s.progress:
+            from tqdm import tqdm
+
+            bar = tqdm(total=self.total_steps, initial=self.step, unit="step", dynamic_ncols=True,
+                       file=sys.stderr, smoothing=0.05)
+        last_save = time.monotonic()
+        window: list[dict[str, float]] = []
+        tick = time.monotonic()
+        last: dict[str, float] = {}
+        try:
+            for batch in loader:
+                metrics = self.train_step(batch)
+                self.step += 1
+                if metrics is not None:
+                    window.append(metrics)
+                if bar is not None:
+                    bar.update(1)
+                if window and (self.step % 10 == 0 or self.step == self.total_steps):
+                    now = time.monotonic()
+                    avg = {k: sum(m[k] for m in window) / len(window) for k in window[0]}
+                    avg["steps_per_s"] = len(window) / max(now - tick, 1e-9)
+                    avg["patches_per_s"] = avg["steps_per_s"] * s.batch_size * self.world
+                    avg["lr"] = self.optimizer.param_groups[0]["lr"]
+                    self.logger.log("train", self.step, avg)
+                    last = avg
+                    if bar is not None:
+                        bar.set_postfix(loss=f"{avg['loss']:.3f}", bpp=f"{avg['bpp']:.3f}",
+                                        psnr=f"{avg['psnr']:.2f}", refresh=False)
+                    window, tick = [], now
+                is_best = False
+                if s.val_every and self.step % s.val_every == 0:
+                    val = self.validate()
+                    if val is not None:
+                        self.logger.log("val", self.step, val)
+                        if val["loss"] < self.best_loss:
+                            self.best_loss, is_best = val["loss"], True
+                if is_best or time.monotonic() - last_save >= s.checkpoint_minutes * 60:
+                    self.save(best=is_best)
+                    last_save = time.monotonic()
+            self.save(best=False)
+            val = self.validate() if s.val_every else None
+            if val is not None:
+                self.logger.log("val", self.step, val)
+                if val["loss"] < self.best_loss:
+                    self.best_loss = val["loss"]
+                    self.save(best=True)
+        finally:
+            if bar is not None:
+                bar.close()
+        return last
+
+
+def train(settings: TrainSettings) -> dict[str, float]:
+    """Run (or resume) training as ``settings`` says; returns the last logged metrics."""
+    trainer = Trainer(settings)
+    try:
+        return trainer.run()
+    finally:
+        if trainer.world > 1 and dist.is_initialized():
+            dist.destroy_process_group()
