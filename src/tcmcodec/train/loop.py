@@ -213,7 +213,7 @@ class Trainer:
         if settings.val:
             val_paths = list_images(settings.val)
         self.train_paths = paths
-        self.val_images = load_validation(val_paths, settings.val_max_side, self.config.pad_multiple)
+        self.val_images = load_validation(val_paths, settings.val_max_side, PATCH_MULTIPLE)
 
         images_per_step = settings.batch_size * self.world
         if settings.steps is None and settings.epochs is None:
@@ -350,8 +350,8 @@ class Trainer:
         aux.backward()
         self.aux_optimizer.step()
         self.scheduler.step()
-        result = {k: float(v) for k, v in metrics.items()}
-        result["aux"] = float(aux)
+        result = {k: float(v.detach()) for k, v in metrics.items()}
+        result["aux"] = float(aux.detach())
         return result
 
     @torch.no_grad()
@@ -380,7 +380,10 @@ class Trainer:
         dataset = RandomCropDataset(self.train_paths, s.patch, seed=s.seed)
         sampler = StepSampler(self.step, self.total_steps, s.batch_size, self.rank, self.world)
         loader = DataLoader(dataset, batch_size=s.batch_size, sampler=sampler, num_workers=s.workers,
-                            pin_memory=self.device.type == "cuda", persistent_workers=False)
+                            pin_memory=self.device.type == "cuda", persistent_workers=False,
+                            # its own generator: creating the iterator must not consume the
+                            # global RNG, whose state the checkpoint restores
+                            generator=torch.Generator().manual_seed(s.seed))
         bar = None
         if self.rank == 0 and s.progress:
             from tqdm import tqdm

@@ -1,0 +1,146 @@
+"""A deliberately straightforward TCM, written from the specification (shared/reference/TCM.md).
+
+It reuses a :class:`tcmcodec.model.TCM`'s parameters but recomputes everything the way the
+reference implementation is described: window attention with ``einsum``, an explicit
+boolean shift mask rebuilt on every call and ``-inf`` masking, the relative-position bias
+gathered per call, every 1x1 convolution through ``F.conv2d``, and the slice loop spelled
+out (mean branch, then scale branch) with symbols collected in Python lists. Tests compare
+the optimised model against it.
+"""
+
+from __future__ import annotations
+
+import contextlib
+
+import torch
+import torch.nn.functional as F
+from compressai.ans import BufferedRansEncoder
+from torch import Tensor
+
+from tcmcodec.layers.attention import WindowAttention
+from tcmcodec.layers.pointwise import PointwiseConv2d, PointwiseGDN
+
+
+def _shift_mask(h_windows: int, w_windows: int, p: int, shift: int) -> Tensor:
+    mask = torch.zeros(h_windows, w_windows, p, p, p, p, dtype=torch.bool)
+    s = p - shift
+    mask[-1, :, :s, :, s:, :] = True
+    mask[-1, :, s:, :, :s, :] = True
+    mask[:, -1, :, :s, :, s:] = True
+    mask[:, -1, :, s:, :, :s] = True
+    return mask.reshape(1, 1, h_windows * w_windows, p * p, p * p)
+
+
+def reference_window_attention(msa: WindowAttention, x: Tensor) -> Tensor:
+    """(B, H, W, C) -> (B, H, W, C), H and W multiples of the window."""
+    p, d, heads = msa.window, msa.head_dim, msa.num_heads
+    shifted = msa.kind == "SW"
+    if shifted:
+        x = torch.roll(x, shifts=(-(p // 2), -(p // 2)), dims=(1, 2))
+    b, height, width, c = x.shape
+    hw, ww = height // p, width // p
+    x = x.reshape(b, hw, p, ww, p, c).permute(0, 1, 3, 2, 4, 5).reshape(b, hw * ww, p * p, c)
+    qkv = msa.embedding_layer(x)  # b nw np (3h d)
+    qkv = qkv.reshape(b, hw * ww, p * p, 3 * heads, d).permute(3, 0, 1, 2, 4)
+    q, k, v = qkv[:heads], qkv[heads : 2 * heads], qkv[2 * heads :]
+    sim = torch.einsum("hbwpc,hbwqc->hbwpq", q, k) * d**-0.5
+    coords = torch.tensor([[i, j] for i in range(p) for j in range(p)])
+    rel = coords[:, None, :] - coords[None, :, :] + p - 1
+    bias = msa.relative_position_params[:, rel[:, :, 0], rel[:, :, 1]]
+    sim = sim + bias[:, None, None]
+    if shifted:
+        sim = sim.masked_fill(_shift_mask(hw, ww, p, p // 2), float("-inf"))
+    probs = torch.softmax(sim, dim=-1)
+    out = torch.einsum("hbwij,hbwjc->hbwic", probs, v)
+    out = out.permute(1, 2, 3, 0, 4).reshape(b, hw * ww, p * p, heads * d)
+    out = msa.linear(out)
+    out = out.reshape(b, hw, ww, p, p, c).permute(0, 1, 3, 2, 4, 5).reshape(b, height, width, c)
+    if shifted:
+        out = torch.roll(out, shifts=(p // 2, p // 2), dims=(1, 2))
+    return out
+
+
+def _plain_conv(self, x):
+    return F.conv2d(x, self.weight, self.bias)
+
+
+def _plain_gdn(self, x):
+    beta = self.beta_reparam(self.beta)
+    gamma = self.gamma_reparam(self.gamma)
+    c = x.shape[1]
+    norm = F.conv2d(x**2, gamma.reshape(c, c, 1, 1), beta)
+    norm = torch.sqrt(norm) if self.inverse else torch.rsqrt(norm)
+    return x * norm
+
+
+@contextlib.contextmanager
+def straightforward_layers():
+    """Swap the optimised attention / pointwise layers for the reference computations."""
+    saved = (WindowAttention.forward, PointwiseConv2d.forward, PointwiseGDN.forward)
+    WindowAttention.forward = reference_window_attention
+    PointwiseConv2d.forward = _plain_conv
+    PointwiseGDN.forward = _plain_gdn
+    try:
+        yield
+    finally:
+        WindowAttention.forward, PointwiseConv2d.forward, PointwiseGDN.forward = saved
+
+
+def _slice_params(model, i, latent_means, latent_scales, y_hat_slices):
+    support = y_hat_slices[: model.config.support_slices(i)]
+    mean_support = model.atten_mean[i](torch.cat([latent_means] + support, dim=1))
+    mu = model.cc_mean_transforms[i](mean_support)
+    scale_support = model.atten_scale[i](torch.cat([latent_scales] + support, dim=1))
+    scale = model.cc_scale_transforms[i](scale_support)
+    return mean_support, mu, scale
+
+
+def reference_forward(model, x: Tensor) -> dict:
+    """The reference's training forward (fixed-rate models)."""
+    with straightforward_layers():
+        y = model.g_a(x)
+        z = model.h_a(y)
+        _, z_likelihoods = model.entropy_bottleneck(z)
+        z_offset = model.entropy_bottleneck._get_medians()
+        z_hat = torch.round(z - z_offset) + z_offset
+        latent_scales = model.h_scale_s(z_hat)
+        latent_means = model.h_mean_s(z_hat)
+        y_hat_slices, y_likelihood = [], []
+        for i, y_slice in enumerate(y.chunk(model.config.num_slices, 1)):
+            mean_support, mu, scale = _slice_params(model, i, latent_means, latent_scales, y_hat_slices)
+            _, lik = model.gaussian_conditional(y_slice, scale, mu)
+            y_likelihood.append(lik)
+            y_hat_slice = torch.round(y_slice - mu) + mu
+            lrp = model.lrp_transforms[i](torch.cat([mean_support, y_hat_slice], dim=1))
+            y_hat_slices.append(y_hat_slice + 0.5 * torch.tanh(lrp))
+        x_hat = model.g_s(torch.cat(y_hat_slices, dim=1))
+    return {"x_hat": x_hat, "likelihoods": {"y": torch.cat(y_likelihood, dim=1), "z": z_likelihoods}}
+
+
+def reference_compress(model, x: Tensor) -> dict:
+    """The reference's compress: symbols and indexes through Python lists, one rANS string."""
+    gc = model.gaussian_conditional
+    with straightforward_layers():
+        y = model.g_a(x)
+        z = model.h_a(y)
+        z_strings = model.entropy_bottleneck.compress(z)
+        z_hat = model.entropy_bottleneck.decompress(z_strings, z.size()[-2:])
+        latent_scales = model.h_scale_s(z_hat)
+        latent_means = model.h_mean_s(z_hat)
+        cdf = gc.quantized_cdf.tolist()
+        cdf_lengths = gc.cdf_length.reshape(-1).int().tolist()
+        offsets = gc.offset.reshape(-1).int().tolist()
+        encoder = BufferedRansEncoder()
+        symbols_list, indexes_list, y_hat_slices = [], [], []
+        for i, y_slice in enumerate(y.chunk(model.config.num_slices, 1)):
+            mean_support, mu, scale = _slice_params(model, i, latent_means, latent_scales, y_hat_slices)
+            index = gc.build_indexes(scale)
+            y_q_slice = gc.quantize(y_slice, "symbols", mu)
+            y_hat_slice = y_q_slice + mu
+            symbols_list.extend(y_q_slice.reshape(-1).tolist())
+            indexes_list.extend(index.reshape(-1).tolist())
+            lrp = model.lrp_transforms[i](torch.cat([mean_support, y_hat_slice], dim=1))
+            y_hat_slices.append(y_hat_slice + 0.5 * torch.tanh(lrp))
+        encoder.encode_with_indexes(symbols_list, indexes_list, cdf, cdf_lengths, offsets)
+        y_string = encoder.flush()
+    return {"strings": [[y_string], z_strings], "shape": z.size()[-2:]}

@@ -1,0 +1,96 @@
+"""Loading the authors' checkpoints (every layout they come in) and our exports."""
+
+from __future__ import annotations
+
+import pickle
+
+import pytest
+import torch
+
+import tcmcodec
+from tcmcodec.checkpoints import DERIVED_BUFFERS, export_weights, infer_config, load_checkpoint, weights_hash
+from tcmcodec.config import PRESETS
+from tcmcodec.errors import ModelNotFoundError
+
+from conftest import make_model
+
+
+def _old_bottleneck_names(state):
+    renamed = {}
+    for key, value in state.items():
+        for new, old in (("matrices.", "_matrix"), ("biases.", "_bias"), ("factors.", "_factor")):
+            key = key.replace(f"entropy_bottleneck.{new}", f"entropy_bottleneck.{old}")
+        renamed[key] = value
+    return renamed
+
+
+def _without_cdfs(state):
+    return {k: v for k, v in state.items() if k.rsplit(".", 1)[-1] not in DERIVED_BUFFERS}
+
+
+LAYOUTS = {
+    "wrapped": lambda s: {"state_dict": s, "epoch": 49, "optimizer": {}},
+    "bare": lambda s: s,
+    "dataparallel": lambda s: {"state_dict": {f"module.{k}": v for k, v in s.items()}},
+    "old-bottleneck-names": lambda s: {"state_dict": _old_bottleneck_names(s)},
+    "no-cdf-buffers": lambda s: {"state_dict": _without_cdfs(s)},
+    "old-names-no-cdfs": lambda s: _old_bottleneck_names(_without_cdfs(s)),
+}
+
+
+@pytest.mark.parametrize("layout", sorted(LAYOUTS))
+def test_every_checkpoint_layout_loads_to_the_same_ready_model(tmp_path, tiny_model, layout):
+    path = tmp_path / "ckpt.pth.tar"
+    torch.save(LAYOUTS[layout](tiny_model.state_dict()), path)
+    model = tcmcodec.load_model(path)
+    assert not model.training
+    assert model.gaussian_conditional._quantized_cdf.numel() > 0
+    assert model.config.name == "tcm-tiny"
+    assert model.weights_hash == weights_hash(tiny_model.state_dict())
+    x = torch.rand(1, 3, 128, 128)
+    assert model.compress(x)["strings"] == tiny_model.compress(x)["strings"]
+
+
+@pytest.mark.parametrize("preset", ["tcm-s", "tcm-tiny"])
+def test_the_preset_is_inferred_from_the_weights(preset):
+    assert infer_config(make_model(preset).state_dict()) == PRESETS[preset]
+
+
+def test_a_checkpoint_with_pickled_code_is_refused(tmp_path):
+    class Evil:
+        def __reduce__(self):
+            return (print, ("pwned",))
+
+    path = tmp_path / "evil.pth"
+    with open(path, "wb") as fh:
+        pickle.dump({"state_dict": Evil()}, fh)
+    with pytest.raises(ModelNotFoundError, match="cannot read checkpoint"):
+        load_checkpoint(path)
+
+
+def test_random_bytes_and_foreign_state_dicts_give_clear_errors(tmp_path):
+    junk = tmp_path / "junk.pth"
+    junk.write_bytes(b"\x00\x01 not a checkpoint" * 10)
+    with pytest.raises(ModelNotFoundError):
+        load_checkpoint(junk)
+    other = tmp_path / "other.pth"
+    torch.save({"state_dict": {"conv.weight": torch.zeros(3, 3)}}, other)
+    with pytest.raises(ModelNotFoundError, match="not a TCM model"):
+        load_checkpoint(other)
+    with pytest.raises(ModelNotFoundError, match="neither a model name"):
+        tcmcodec.load_model(tmp_path / "missing.pth")
+
+
+def test_export_drops_training_state_and_fp16_export_loads_back(tmp_path, tiny_vr_model):
+    path, digest = export_weights(tiny_vr_model, tmp_path, half=True)
+    assert digest in path.name
+    payload = torch.load(path, weights_only=True)
+    assert "optimizer" not in payload
+    assert all(v.dtype in (torch.float16, torch.int32, torch.int64) for v in payload["state_dict"].values())
+    model = load_checkpoint(path)
+    assert model.weights_hash == digest
+    assert model.config == tiny_vr_model.config
+    x = torch.rand(1, 3, 128, 128)
+    with torch.no_grad():
+        diff = (model(x, 1.0)["x_hat"] - tiny_vr_model(x, 1.0)["x_hat"]).abs().max()
+    assert float(diff) < 0.05

@@ -1,0 +1,155 @@
+"""The TCM model: the authors' state-dict layout, the CompressAI contract, and agreement with
+a straightforward implementation of the specification."""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+import pytest
+import torch
+
+from reference_tcm import reference_compress, reference_forward, straightforward_layers
+from tcmcodec.config import PRESETS, TCMConfig
+from tcmcodec.model import TCM
+
+from conftest import SHARED, make_model
+
+REFERENCE = SHARED / "reference"
+
+
+def _reference_layout(n: int) -> dict[str, tuple[int, ...]]:
+    layout = {}
+    for line in (REFERENCE / f"official-state-dict-N{n}.tsv").read_text().splitlines():
+        if line.startswith("#"):
+            continue
+        key, shape, _ = line.split("\t")
+        layout[key] = tuple(int(v) for v in shape.strip("()").split(",") if v.strip())
+    return layout
+
+
+@pytest.mark.parametrize("preset,n,params", [("tcm-s", 64, 45.18), ("tcm-m", 96, 59.13), ("tcm-l", 128, 76.57)])
+def test_presets_have_the_authors_state_dict_layout_and_size(preset, n, params):
+    if not REFERENCE.exists():
+        pytest.skip("shared/reference not available")
+    model = TCM(PRESETS[preset])
+    model.update()
+    ours = {k: tuple(v.shape) for k, v in model.state_dict().items()}
+    assert ours == _reference_layout(n)
+    assert round(sum(p.numel() for p in model.parameters()) / 1e6, 2) == params
+
+
+def test_config_rejects_inconsistent_sizes_with_a_precise_message():
+    with pytest.raises(ValueError, match="divisible by num_slices"):
+        TCMConfig(M=321)
+    with pytest.raises(ValueError, match="not divisible by head size"):
+        TCMConfig(N=60, main_head_dims=(8, 16, 32))
+    with pytest.raises(ValueError, match="ascending"):
+        TCMConfig(rate_lambdas=(0.02, 0.01))
+
+
+def test_config_round_trips_through_a_dict():
+    cfg = PRESETS["tcm-cpu"]
+    assert TCMConfig.from_dict(cfg.to_dict()) == cfg
+
+
+def test_pad_multiple_is_128_for_the_papers_windows():
+    assert PRESETS["tcm-s"].pad_multiple == 128
+
+
+def test_forward_follows_the_compressai_contract(tiny_model):
+    x = torch.rand(2, 3, 128, 256)
+    out = tiny_model(x)
+    assert out["x_hat"].shape == x.shape
+    assert set(out["likelihoods"]) == {"y", "z"}
+    assert out["likelihoods"]["y"].shape == (2, tiny_model.config.M, 8, 16)
+    assert out["likelihoods"]["z"].shape == (2, tiny_model.config.hyper_channels, 2, 4)
+    with torch.no_grad():
+        assert float(tiny_model.aux_loss()) > 0
+
+
+@pytest.mark.parametrize("size", [(128, 128), (256, 384)])
+def test_forward_matches_the_straightforward_reference(tiny_model, size):
+    torch.manual_seed(1)
+    x = torch.rand(1, 3, *size)
+    with torch.no_grad():
+        ours = tiny_model(x)
+        ref = reference_forward(tiny_model, x)
+    assert torch.allclose(ours["x_hat"], ref["x_hat"], atol=1e-4)
+    for key in ("y", "z"):
+        assert torch.allclose(ours["likelihoods"][key], ref["likelihoods"][key], rtol=1e-4, atol=1e-6)
+
+
+def test_compress_matches_the_reference_bitstream_and_decompress_inverts_it(tiny_model):
+    torch.manual_seed(2)
+    x = torch.rand(1, 3, 256, 256)
+    ours = tiny_model.compress(x)
+    ref = reference_compress(tiny_model, x)
+    assert ours["strings"][1] == ref["strings"][1]
+    ours_bytes, ref_bytes = len(ours["strings"][0][0]), len(ref["strings"][0][0])
+    assert abs(ours_bytes - ref_bytes) <= 0.01 * ref_bytes
+    assert ours["strings"][0] == ref["strings"][0]
+    out = tiny_model.decompress(ours["strings"], ours["shape"])["x_hat"]
+    with straightforward_layers():
+        ref_out = tiny_model.decompress(ref["strings"], ref["shape"])["x_hat"]
+    assert out.shape == x.shape and float(out.min()) >= 0 and float(out.max()) <= 1
+    assert torch.allclose(out, ref_out, atol=1e-4)
+
+
+@pytest.mark.slow
+def test_tcm_s_matches_the_reference_on_one_image():
+    model = make_model("tcm-s")
+    torch.manual_seed(3)
+    x = torch.rand(1, 3, 256, 256)
+    with torch.no_grad():
+        ours = model(x)
+        ref = reference_forward(model, x)
+    assert torch.allclose(ours["x_hat"], ref["x_hat"], atol=1e-4)
+    bits = lambda out: sum(float(-l.log2().sum()) for l in out["likelihoods"].values())
+    assert math.isclose(bits(ours), bits(ref), rel_tol=0.01)
+
+
+def test_decompress_reproduces_the_encoder_side_latents_for_a_batch(tiny_vr_model):
+    torch.manual_seed(4)
+    x = torch.rand(2, 3, 128, 128)
+    for level in (0.0, 1.3, 2.0):
+        enc = tiny_vr_model.compress(x, level)
+        assert len(enc["strings"][0]) == 2
+        dec = tiny_vr_model.decompress(enc["strings"], enc["shape"], level)["x_hat"]
+        single = tiny_vr_model.decompress([enc["strings"][0][1:], enc["strings"][1][1:]], enc["shape"], level)["x_hat"]
+        assert torch.allclose(dec[1:], single, atol=1e-5)  # batch size changes float bits only
+
+
+def test_higher_rate_level_spends_more_bits(tiny_vr_model):
+    x = torch.rand(1, 3, 128, 128)
+    sizes = [len(tiny_vr_model.compress(x, level)["strings"][0][0]) for level in (0.0, 1.0, 2.0)]
+    assert sizes[0] < sizes[1] < sizes[2]
+
+
+def test_fixed_rate_model_refuses_a_rate(tiny_model):
+    with pytest.raises(ValueError, match="fixed rate"):
+        tiny_model.compress(torch.rand(1, 3, 128, 128), 1.0)
+
+
+def test_window_attention_handles_maps_smaller_than_or_not_multiple_of_the_window():
+    from tcmcodec.layers.attention import WindowAttention
+
+    torch.manual_seed(0)
+    for kind in ("W", "SW"):
+        msa = WindowAttention(16, 8, 8, kind)
+        for shape in [(1, 3, 5, 16), (2, 8, 12, 16), (1, 10, 17, 16)]:
+            out = msa(torch.randn(shape))
+            assert out.shape == shape and torch.isfinite(out).all()
+    # padding must not change the result where the map is whole: a W window is local
+    msa = WindowAttention(16, 8, 8, "W")
+    x = torch.randn(1, 8, 16, 16)
+    assert torch.allclose(msa(x)[:, :, :8], msa(x[:, :, :8]), atol=1e-6)
+    assert torch.allclose(msa(torch.cat([x, x[:, :3]], 1))[:, :8], msa(x), atol=1e-6)
+
+
+def test_straight_through_rounding_passes_gradients(tiny_model):
+    model = make_model("tcm-tiny", seed=5).train()
+    x = torch.rand(1, 3, 128, 128, requires_grad=True)
+    out = model(x)
+    out["x_hat"].sum().backward()
+    assert x.grad is not None and float(x.grad.abs().sum()) > 0

@@ -1,0 +1,170 @@
+"""Training: exact resume, kill safety, torchrun with two CPU processes, data handling."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from tcmcodec.train.data import RandomCropDataset, list_images
+from tcmcodec.train.loop import BEST, LATEST, TrainSettings, Trainer, TrainingError, train
+
+from conftest import REPO, run_cli
+
+ENV = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONWARNINGS": "ignore"}
+
+
+@pytest.fixture(scope="module")
+def image_folder(tmp_path_factory) -> Path:
+    """Eight small photos-like images (and one unreadable file) in nested folders."""
+    root = tmp_path_factory.mktemp("data")
+    rng = np.random.default_rng(0)
+    for i in range(8):
+        folder = root / ("a" if i % 2 else "b")
+        folder.mkdir(exist_ok=True)
+        h, w = (48, 70) if i == 0 else (96 + 8 * i, 120)  # the first is smaller than a patch
+        base = np.linspace(0, 255, w)[None, :, None] * np.ones((h, 1, 3))
+        pixels = np.clip(base + rng.normal(0, 20, (h, w, 3)), 0, 255).astype(np.uint8)
+        Image.fromarray(pixels).save(folder / f"img{i}.png")
+    (root / "b" / "broken.jpg").write_bytes(b"not a jpeg")
+    return root
+
+
+def _settings(data: Path, out: Path, **kw) -> TrainSettings:
+    base = dict(data=str(data), out=str(out), model="tcm-tiny", lmbda=0.01, patch=64, batch_size=2,
+                steps=6, lr=1e-3, seed=3, val_every=0, progress=False, checkpoint_minutes=60.0)
+    base.update(kw)
+    return TrainSettings(**base)
+
+
+def _weights(out: Path) -> dict[str, torch.Tensor]:
+    return torch.load(out / LATEST, weights_only=True)["state_dict"]
+
+
+def test_resumed_run_equals_an_uninterrupted_one(image_folder, tmp_path):
+    with pytest.warns(UserWarning, match="unreadable"):
+        train(_settings(image_folder, tmp_path / "straight", steps=6, milestones=[4]))
+        train(_settings(image_folder, tmp_path / "split", steps=3, milestones=[4]))
+        train(_settings(image_folder, tmp_path / "split", steps=6, milestones=[4], resume=True))
+    a, b = _weights(tmp_path / "straight"), _weights(tmp_path / "split")
+    assert torch.load(tmp_path / "split" / LATEST, weights_only=True)["step"] == 6
+    for key in a:
+        assert torch.allclose(a[key].float(), b[key].float(), atol=1e-6), key
+
+
+def test_variable_rate_training_resumes_exactly_too(image_folder, tmp_path):
+    kw = dict(model="tcm-tiny-vr", lmbda=None)
+    train(_settings(image_folder, tmp_path / "straight", steps=4, **kw))
+    train(_settings(image_folder, tmp_path / "split", steps=2, **kw))
+    train(_settings(image_folder, tmp_path / "split", steps=4, resume=True, **kw))
+    a, b = _weights(tmp_path / "straight"), _weights(tmp_path / "split")
+    assert all(torch.allclose(a[k].float(), b[k].float(), atol=1e-6) for k in a)
+
+
+def test_checkpoint_holds_everything_needed_and_loads_safely(image_folder, tmp_path):
+    out = tmp_path / "run"
+    train(_settings(image_folder, out, steps=2, val=str(image_folder / "a"), val_every=1))
+    ckpt = torch.load(out / LATEST, weights_only=True)
+    for key in ("state_dict", "config", "step", "optimizer", "aux_optimizer", "scheduler", "rng"):
+        assert key in ckpt
+    assert (out / BEST).exists()
+    rows = (out / "metrics.jsonl").read_text().splitlines()
+    assert any('"kind": "val"' in r for r in rows) and any('"kind": "train"' in r for r in rows)
+    # a training checkpoint is a valid --checkpoint for the codec
+    assert run_cli("export", out / LATEST, tmp_path, "--fp16") == 0
+    exported = next(tmp_path.glob("tcm-tiny-*.pt"))
+    img = tmp_path / "x.png"
+    Image.fromarray(np.full((40, 50, 3), 90, np.uint8)).save(img)
+    assert run_cli("encode", img, tmp_path / "x.tcm", "--checkpoint", exported) == 0
+    assert run_cli("decode", tmp_path / "x.tcm", tmp_path / "y.png", "--checkpoint", exported) == 0
+    assert Image.open(tmp_path / "y.png").size == (50, 40)
+
+
+def test_non_finite_losses_are_skipped_then_stop_the_run(image_folder, tmp_path, monkeypatch):
+    trainer = Trainer(_settings(image_folder, tmp_path / "nan", steps=30))
+    import tcmcodec.train.loop as loop
+
+    monkeypatch.setattr(loop, "rate_distortion_loss",
+                        lambda *a, **k: {"loss": torch.tensor(float("nan"), requires_grad=True),
+                                         "bpp": torch.tensor(0.0), "mse": torch.tensor(0.0), "psnr": torch.tensor(0.0)})
+    before = {k: v.clone() for k, v in trainer.model.state_dict().items()}
+    with pytest.warns(UserWarning, match="non-finite"):
+        with pytest.raises(TrainingError, match="non-finite losses in a row"):
+            trainer.run()
+    after = trainer.model.state_dict()
+    assert all(torch.equal(before[k], after[k]) for k in before)
+
+
+def test_dataset_is_a_pure_function_of_seed_and_index(image_folder):
+    paths = list_images(image_folder)
+    a = RandomCropDataset(paths, 64, seed=1)
+    b = RandomCropDataset(paths, 64, seed=1)
+    for k in (0, 5, 17):
+        assert torch.equal(a[k], b[k]) and a[k].shape == (3, 64, 64)
+    assert not torch.equal(a[0], RandomCropDataset(paths, 64, seed=2)[0])
+
+
+def test_bad_options_are_user_errors(image_folder, tmp_path):
+    assert run_cli("train", "--data", image_folder, "--out", tmp_path, "--model", "nope", "--steps", "1") == 1
+    assert run_cli("train", "--data", image_folder, "--out", tmp_path, "--model", "tcm-tiny",
+                   "--patch", "100", "--steps", "1") == 1
+    assert run_cli("train", "--data", tmp_path / "missing", "--out", tmp_path, "--steps", "1") == 1
+    assert run_cli("train", "--data", image_folder, "--out", tmp_path, "--model", "tcm-tiny-vr",
+                   "--lambda", "0.01", "--steps", "1") == 1
+
+
+def _cli(data: Path, out: Path, steps: int, *extra: str) -> list[str]:
+    return ["-m", "tcmcodec", "train", "--data", str(data), "--out", str(out), "--model", "tcm-tiny",
+            "--patch", "64", "--batch-size", "2", "--steps", str(steps), "--val-every", "0",
+            "--seed", "3", "--no-progress", "--threads", "1", *extra]
+
+
+@pytest.mark.slow
+def test_killing_the_process_loses_at_most_the_work_since_the_last_checkpoint(image_folder, tmp_path):
+    out = tmp_path / "killed"
+    proc = subprocess.Popen([sys.executable, *_cli(image_folder, out, 10_000, "--checkpoint-minutes", "0.0001")],
+                            env=ENV, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.time() + 120
+    while time.time() < deadline and not (out / LATEST).exists():
+        time.sleep(0.2)
+    time.sleep(1.5)  # kill somewhere in the middle of steps and checkpoint writes
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    ckpt = torch.load(out / LATEST, weights_only=True)  # never a torn file
+    step = ckpt["step"]
+    assert step >= 1
+    assert not list(out.glob(".*.tmp*")) or all(p.stat().st_size >= 0 for p in out.glob(".*.tmp*"))
+    done = subprocess.run([sys.executable, *_cli(image_folder, out, step + 2, "--resume")], env=ENV,
+                          capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert torch.load(out / LATEST, weights_only=True)["step"] == step + 2
+
+
+@pytest.mark.slow
+def test_torchrun_with_two_cpu_processes_trains_and_checkpoints_once(image_folder, tmp_path):
+    torchrun = shutil.which("torchrun", path=str(Path(sys.executable).parent))
+    if torchrun is None:
+        pytest.skip("torchrun not installed")
+    out = tmp_path / "ddp"
+    result = subprocess.run([torchrun, "--standalone", "--nproc_per_node", "2", *_cli(image_folder, out, 3)],
+                            env=ENV, capture_output=True, text=True, timeout=300, cwd=REPO)
+    assert result.returncode == 0, result.stderr[-3000:]
+    ckpt = torch.load(out / LATEST, weights_only=True)
+    assert ckpt["step"] == 3 and ckpt["world_size"] == 2
+    assert len(ckpt["rng"]["per_rank"]) == 2
+    rows = [r for r in (out / "metrics.jsonl").read_text().splitlines() if '"train"' in r]
+    assert len(rows) == 1  # rank 0 logs alone (one row at the last step)
+    # resuming under torchrun continues from the saved step
+    result = subprocess.run([torchrun, "--standalone", "--nproc_per_node", "2", *_cli(image_folder, out, 4, "--resume")],
+                            env=ENV, capture_output=True, text=True, timeout=300, cwd=REPO)
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert torch.load(out / LATEST, weights_only=True)["step"] == 4
