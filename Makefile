@@ -19,6 +19,10 @@ $(VENV)/.installed: pyproject.toml
 	$(PIP) install -q -e .
 	touch $@
 
+$(VENV)/.installed-eval: $(VENV)/.installed pyproject.toml
+	$(PIP) install -q -e '.[eval]'
+	touch $@
+
 $(VENV)/.installed-dev: $(VENV)/.installed pyproject.toml
 	$(PIP) install -q -e '.[dev]'
 	touch $@
@@ -30,11 +34,12 @@ dev: $(VENV)/.installed-dev
 test: $(VENV)/.installed-dev
 	$(PY) -m pytest -q
 
-demo: $(VENV)/.installed-dev
+demo: $(VENV)/.installed-eval
 	$(PY) -m tcmcodec demo $(if $(IMG),--image $(IMG)) --out $(DEMO_OUT)
 
 bench: $(VENV)/.installed-dev
 	$(PY) benchmarks/codec_speed.py
+	$(PY) benchmarks/train_speed.py
 
 clean:
 	rm -rf $(VENV) build dist src/*.egg-info .pytest_cache
