@@ -19,10 +19,11 @@ from PIL import Image
 
 from tcmcodec import container, image_io, zoo
 from tcmcodec.checkpoints import load_checkpoint
-from tcmcodec.config import HYPER_LATENT_STRIDE
+from tcmcodec.config import HYPER_LATENT_STRIDE, LATENT_STRIDE
 from tcmcodec.errors import FormatError, ModelMismatchError, ModelNotFoundError, TcmError
 from tcmcodec.image_io import DEFAULT_MAX_PIXELS
 from tcmcodec.model import TCM
+from tcmcodec.tiling import DEFAULT_TILING
 
 ModelLike = str | os.PathLike | TCM | None
 
@@ -135,7 +136,7 @@ def encode_image(image: Any, model: ModelLike = None, quality: float | None = No
     device = next(net.parameters()).device
     x = image_io.pad_tensor(image_io.to_tensor(loaded.rgb), pad).to(device)
     with torch.inference_mode():
-        out = net.compress(x, level)
+        out = net.compress(x, level, DEFAULT_TILING)
     (y_string,), z_strings = out["strings"][0], out["strings"][1]
     z_h, z_w = (int(v) for v in out["shape"])
     stream = container.TcmStream(
@@ -184,14 +185,39 @@ def _model_for(stream: container.TcmStream, model: ModelLike) -> TCM:
                 "--checkpoint PATH (model=...) of those weights"
             ) from None
         net = load_model(entry.name)
-    else:
-        net = _resolve(model)
+        if net.weights_hash != stream.weights_hash:  # type: ignore[attr-defined]
+            raise ModelMismatchError(
+                f"this file was coded with {needed}, but the installed {entry.name} has other "
+                f"weights ({net.weights_hash}); decode it with --checkpoint PATH (model=...) "  # type: ignore[attr-defined]
+                f"of weights {stream.weights_hash}"
+            )
+        return net
+    net = _resolve(model)
     if net.weights_hash != stream.weights_hash:  # type: ignore[attr-defined]
         raise ModelMismatchError(
             f"this file was coded with {needed}, but the model given is "
             f"{net.model_name} (weights {net.weights_hash}); decode it with {stream.model_name}"  # type: ignore[attr-defined]
         )
     return net
+
+
+#: the rANS decoder reads ahead by at most this many bytes per coded symbol in a run of zeros
+_RANS_BYTES_PER_SYMBOL = 4
+
+
+def _bounded_string(string: bytes, symbols: int) -> bytes:
+    """``string`` followed by enough zero bytes that decoding ``symbols`` symbols from it never
+    reads past the end of the buffer.
+
+    CompressAI's ``RansDecoder`` does no bounds checking: on a crafted or corrupted string
+    it reads past the end of its buffer (leaking heap bytes into the image, or crashing the
+    process with a segfault when the run goes far enough, e.g. a long run of 0xff bytes
+    in escape/bypass mode). Valid strings are consumed exactly, so trailing bytes change
+    nothing for them. Past the string, zero bytes stop the bypass loop at once, and each
+    symbol reads at most one 32-bit word; a bypass run over 0xff bytes of the string itself
+    can read at most 15 bytes past the end per byte of the run. Hence the bound below.
+    """
+    return string + bytes(16 * len(string) + _RANS_BYTES_PER_SYMBOL * symbols + 65536)
 
 
 def decode_stream(stream: container.TcmStream, model: ModelLike = None) -> Image.Image:
@@ -205,12 +231,15 @@ def decode_stream(stream: container.TcmStream, model: ModelLike = None) -> Image
     z_h, z_w = stream.latent_shapes[0]
     if padded_w % multiple or padded_h % multiple or (z_h * HYPER_LATENT_STRIDE, z_w * HYPER_LATENT_STRIDE) != (padded_h, padded_w):
         raise FormatError("stream sizes are inconsistent (padding / latent shape): the file is corrupted")
-    level = zoo.quality_to_level(stream.quality, net.rate_levels) if net.rate_levels else None
     if net.rate_levels and stream.quality > zoo.QUALITY_MAX:
         raise FormatError(f"quality {stream.quality} is out of range for {stream.model_name}")
+    level = zoo.quality_to_level(stream.quality, net.rate_levels) if net.rate_levels else None
+    ratio = HYPER_LATENT_STRIDE // LATENT_STRIDE
+    y_string = _bounded_string(stream.strings[0], net.config.M * z_h * ratio * z_w * ratio)
+    z_string = _bounded_string(stream.strings[1], net.config.hyper_channels * z_h * z_w)
     try:
         with torch.inference_mode():
-            out = net.decompress([[stream.strings[0]], [stream.strings[1]]], (z_h, z_w), level)
+            out = net.decompress([[y_string], [z_string]], (z_h, z_w), level, DEFAULT_TILING)
     except (RuntimeError, ValueError, IndexError) as exc:
         raise FormatError(f"entropy-coded data cannot be decoded: {exc}") from None
     x_hat = image_io.crop_tensor(out["x_hat"].cpu(), stream.pad)
@@ -219,11 +248,13 @@ def decode_stream(stream: container.TcmStream, model: ModelLike = None) -> Image
     return image_io.to_pil(rgb, stream.mode, alpha)
 
 
-def decode(data: bytes, model: ModelLike = None, *, max_pixels: int | None = None) -> Image.Image:
+def decode(data: bytes, model: ModelLike = None, *,
+           max_pixels: int | None = DEFAULT_MAX_PIXELS) -> Image.Image:
     """Decode ``.tcm`` bytes to a PIL image (original size and mode).
 
     ``model``: None to use the bundled model named in the file, or a name, checkpoint path
-    or loaded :class:`TCM`. Raises :class:`FormatError` for a bad stream and
-    :class:`ModelMismatchError` when the file needs another model.
+    or loaded :class:`TCM`. ``max_pixels``: refuse streams declaring a larger image (checked
+    on the header, before any decoding; None: no limit). Raises :class:`FormatError` for a
+    bad stream and :class:`ModelMismatchError` when the file needs another model.
     """
     return decode_stream(read_stream(data, max_pixels=max_pixels), model)

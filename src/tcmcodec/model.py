@@ -34,10 +34,11 @@ from compressai.models.base import get_scale_table
 from compressai.ops import quantize_ste
 from torch import Tensor, nn
 
-from tcmcodec.config import TCMConfig
+from tcmcodec.config import LATENT_STRIDE, TCMConfig
 from tcmcodec.layers import SWAtten, tcm_stage
 from tcmcodec.layers.gain import GainUnits
 from tcmcodec.layers.pointwise import use_pointwise_matmul
+from tcmcodec.tiling import TilePlan, tiled_apply
 
 #: a rate level: a float in [0, levels - 1] or a (B,) tensor of them; None for fixed-rate models
 Rate = Tensor | float | None
@@ -186,9 +187,21 @@ class TCM(CompressionModel):
             return float(self.rate_levels - 1)
         return rate
 
-    def analysis(self, x: Tensor, rate: Rate = None) -> tuple[Tensor, Tensor]:
-        """y (B, M, H/16, W/16) and z (B, hyper, H/64, W/64), gained for ``rate``."""
-        y = self.g_a(x)
+    def _check_plan(self, plan: TilePlan) -> None:
+        align = self.config.pad_multiple
+        if plan.tile % align or plan.halo % align or plan.tile <= 0:
+            raise ValueError(f"tile ({plan.tile}) and halo ({plan.halo}) must be multiples of {align}")
+
+    def analysis(self, x: Tensor, rate: Rate = None, tiling: TilePlan | None = None) -> tuple[Tensor, Tensor]:
+        """y (B, M, H/16, W/16) and z (B, hyper, H/64, W/64), gained for ``rate``.
+
+        With ``tiling`` (and an image larger than its threshold), g_a runs tile by tile.
+        """
+        if tiling is not None and tiling.applies(*x.shape[-2:]):
+            self._check_plan(tiling)
+            y = tiled_apply(self.g_a, x, tiling.tile, tiling.halo, 1 / LATENT_STRIDE)
+        else:
+            y = self.g_a(x)
         if rate is not None:
             y = self.gain_y(y, rate)
         z = self.h_a(y)
@@ -196,10 +209,15 @@ class TCM(CompressionModel):
             z = self.gain_z(z, rate)
         return y, z
 
-    def synthesis(self, y_hat: Tensor, rate: Rate = None) -> Tensor:
-        """x̂ (B, 3, H, W) from ŷ (not clamped)."""
+    def synthesis(self, y_hat: Tensor, rate: Rate = None, tiling: TilePlan | None = None) -> Tensor:
+        """x̂ (B, 3, H, W) from ŷ (not clamped); tiled like :meth:`analysis`."""
         if rate is not None:
             y_hat = self.inverse_gain_y(y_hat, rate)
+        height, width = (LATENT_STRIDE * d for d in y_hat.shape[-2:])
+        if tiling is not None and tiling.applies(height, width):
+            self._check_plan(tiling)
+            return tiled_apply(self.g_s, y_hat, tiling.tile // LATENT_STRIDE,
+                               tiling.halo // LATENT_STRIDE, LATENT_STRIDE)
         return self.g_s(y_hat)
 
     def hyper_parameters(self, z_hat: Tensor, rate: Rate = None) -> tuple[Tensor, Tensor]:
@@ -265,10 +283,10 @@ class TCM(CompressionModel):
         return gc.quantized_cdf.tolist(), gc.cdf_length.reshape(-1).int().tolist(), gc.offset.reshape(-1).int().tolist()
 
     @torch.no_grad()
-    def compress(self, x: Tensor, rate: Rate = None) -> dict:
+    def compress(self, x: Tensor, rate: Rate = None, tiling: TilePlan | None = None) -> dict:
         """x (B, 3, H, W) -> {"strings": [y_strings, z_strings], "shape": (h_z, w_z)}."""
         rate = self._check_rate(rate)
-        y, z = self.analysis(x, rate)
+        y, z = self.analysis(x, rate, tiling)
         z_strings = self.entropy_bottleneck.compress(z)
         z_hat = self.entropy_bottleneck.decompress(z_strings, z.shape[-2:])
         _, y_strings = self.compress_latent(y, z_hat, rate)
@@ -308,13 +326,13 @@ class TCM(CompressionModel):
         return y_hat, strings
 
     @torch.no_grad()
-    def decompress(self, strings: list, shape, rate: Rate = None) -> dict:
+    def decompress(self, strings: list, shape, rate: Rate = None, tiling: TilePlan | None = None) -> dict:
         """Inverse of :meth:`compress`: {"x_hat": (B, 3, H, W) clamped to [0, 1]}."""
         rate = self._check_rate(rate)
         y_strings, z_strings = strings[0], strings[1]
         z_hat = self.entropy_bottleneck.decompress(z_strings, shape)
         y_hat = self.decompress_latent(y_strings, z_hat, rate)
-        x_hat = self.synthesis(y_hat, rate).clamp_(0, 1)
+        x_hat = self.synthesis(y_hat, rate, tiling).clamp_(0, 1)
         return {"x_hat": x_hat}
 
     @torch.no_grad()

@@ -1,0 +1,102 @@
+"""Encode/decode speed and peak memory of the codec (not a test: numbers for docs/benchmarks.md).
+
+Each (model, size, threads) case runs in a fresh subprocess so that peak resident memory
+(ru_maxrss) is its own. Times are medians over --repeats warm runs, split into network time
+(transforms and entropy-parameter networks) and entropy coding (rANS), measured by timing
+the rANS calls. Random weights are fine for speed (the work does not depend on the values
+much; the bundled model is measured with its real weights).
+
+    python benchmarks/codec_speed.py --models tcm-s,default --sizes 768x512,1920x1080 --threads 1,2
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import subprocess
+import sys
+import time
+
+CASE = r"""
+import json, resource, statistics, sys, time
+import numpy as np, torch
+import compressai.ans as ans
+torch.set_num_threads({threads})
+from tcmcodec.codec import encode_image, decode, load_model
+from tcmcodec.config import PRESETS
+from tcmcodec.model import TCM
+if "{model}" == "default":
+    model = load_model(None)
+else:
+    torch.manual_seed(0)
+    model = TCM(PRESETS["{model}"]).eval(); model.update(force=True)
+width, height = {width}, {height}
+rng = np.random.default_rng(0)
+# a smooth image with texture: closer to a photo's rate than noise
+yy, xx = np.mgrid[0:height, 0:width]
+img = (127 + 60 * np.sin(xx / 37.0)[..., None] * np.cos(yy / 23.0)[..., None] + rng.normal(0, 8, (height, width, 3)))
+img = np.clip(img, 0, 255).astype(np.uint8)
+coding = [0.0]
+def timed(fn):
+    def wrapper(*a, **k):
+        t = time.perf_counter(); r = fn(*a, **k); coding[0] += time.perf_counter() - t; return r
+    return wrapper
+ans.BufferedRansEncoder.encode_with_indexes = timed(ans.BufferedRansEncoder.encode_with_indexes)
+ans.BufferedRansEncoder.flush = timed(ans.BufferedRansEncoder.flush)
+ans.RansDecoder.decode_stream = timed(ans.RansDecoder.decode_stream)
+quality = 60 if model.rate_levels else None
+enc, dec, enc_c, dec_c = [], [], [], []
+for i in range({repeats} + 1):
+    coding[0] = 0.0; t = time.perf_counter(); result = encode_image(img, model, quality); e = time.perf_counter() - t; ec = coding[0]
+    coding[0] = 0.0; t = time.perf_counter(); decode(result.data, model); d = time.perf_counter() - t; dc = coding[0]
+    if i or {repeats} == 0:
+        enc.append(e); dec.append(d); enc_c.append(ec); dec_c.append(dc)
+peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+print(json.dumps(dict(encode_s=statistics.median(enc), decode_s=statistics.median(dec),
+      encode_coding_s=statistics.median(enc_c), decode_coding_s=statistics.median(dec_c),
+      peak_mb=peak, bpp=result.bits_per_pixel)))
+"""
+
+
+def run_case(model: str, width: int, height: int, threads: int, repeats: int) -> dict:
+    code = CASE.format(model=model, width=width, height=height, threads=threads, repeats=repeats)
+    out = subprocess.run([sys.executable, "-W", "ignore", "-c", code], capture_output=True, text=True)
+    if out.returncode != 0:
+        return {"error": out.stderr.strip().splitlines()[-1] if out.stderr.strip() else f"exit {out.returncode}"}
+    return json.loads(out.stdout.strip().splitlines()[-1])
+
+
+def main(argv=None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--models", default="tcm-s,default")
+    p.add_argument("--sizes", default="768x512,1920x1080,3840x2160")
+    p.add_argument("--threads", default="1,2")
+    p.add_argument("--repeats", type=int, default=3, help="warm runs per case (median)")
+    p.add_argument("--json", help="also write the rows to this JSON file")
+    args = p.parse_args(argv)
+    rows = []
+    print("| model | size | threads | encode s (net + rANS) | decode s (net + rANS) | peak MB | bpp |")
+    print("|---|---|---|---|---|---|---|")
+    for model in args.models.split(","):
+        for size in args.sizes.split(","):
+            width, height = (int(v) for v in size.split("x"))
+            for threads in (int(t) for t in args.threads.split(",")):
+                start = time.perf_counter()
+                r = run_case(model, width, height, threads, args.repeats)
+                r.update(model=model, size=size, threads=threads, wall_s=time.perf_counter() - start)
+                rows.append(r)
+                if "error" in r:
+                    print(f"| {model} | {size} | {threads} | error: {r['error']} | | | |")
+                    continue
+                e, ec, d, dc = r["encode_s"], r["encode_coding_s"], r["decode_s"], r["decode_coding_s"]
+                print(f"| {model} | {size} | {threads} | {e:.2f} ({e - ec:.2f} + {ec:.2f}) | "
+                      f"{d:.2f} ({d - dc:.2f} + {dc:.2f}) | {r['peak_mb']:.0f} | {r['bpp']:.3f} |", flush=True)
+    if args.json:
+        with open(args.json, "w") as fh:
+            json.dump(rows, fh, indent=2)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,67 @@
+"""Tiled transforms: bounded memory for large images.
+
+The analysis g_a and synthesis g_s dominate memory (full-resolution feature maps of 2N
+channels). For large images they run tile by tile, each tile with a halo of context that
+is computed and then cropped away, while the entropy model (h_a, the hyper synthesis,
+the slice loop) still sees the whole latent at 1/16. So a tiled file has the same
+structure and nearly the same rate as an untiled one, and no seams: tiles differ from a
+whole-image pass only through the zero padding at the halo's outer edge, which fades over
+the halo width (measured in ``docs/benchmarks.md``).
+
+Tiles and halos are multiples of the alignment (``TCMConfig.pad_multiple`` pixels, i.e.
+whole attention windows at every level), so window partitions inside a tile coincide
+with those of the whole image.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Callable
+
+import torch
+from torch import Tensor
+
+
+@dataclass(frozen=True)
+class TilePlan:
+    """How to tile the transforms, in image pixels.
+
+    Attributes:
+        tile: side of a tile (a multiple of the alignment).
+        halo: context added around each tile on every side (a multiple of the alignment).
+        threshold: images with at most this many (padded) pixels are not tiled.
+    """
+
+    tile: int = 512
+    halo: int = 128
+    threshold: int = 1280 * 1280
+
+    def applies(self, height: int, width: int) -> bool:
+        return height * width > self.threshold
+
+
+#: the decoder's policy is part of what makes reconstructions reproducible: keep it fixed
+DEFAULT_TILING = TilePlan()
+
+
+def tiled_apply(fn: Callable[[Tensor], Tensor], x: Tensor, tile: int, halo: int, scale: float) -> Tensor:
+    """Apply ``fn`` (a spatial map whose output size is ``scale`` times its input size)
+    tile by tile. ``tile`` and ``halo`` are in input units; returns the assembled output.
+    """
+    height, width = x.shape[-2:]
+    out: Tensor | None = None
+    for top in range(0, height, tile):
+        for left in range(0, width, tile):
+            bottom, right = min(height, top + tile), min(width, left + tile)
+            t0, l0 = max(0, top - halo), max(0, left - halo)
+            t1, l1 = min(height, bottom + halo), min(width, right + halo)
+            piece = fn(x[..., t0:t1, l0:l1])
+            if out is None:
+                out = piece.new_empty(*piece.shape[:-2], round(height * scale), round(width * scale))
+            rows = slice(round((top - t0) * scale), round((bottom - t0) * scale))
+            cols = slice(round((left - l0) * scale), round((right - l0) * scale))
+            out[..., round(top * scale):round(bottom * scale), round(left * scale):round(right * scale)] = \
+                piece[..., rows, cols]
+            del piece
+    assert out is not None
+    return out
