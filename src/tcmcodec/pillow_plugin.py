@@ -1,19 +1,45 @@
 """Pillow plugin for ``.tcm`` files, registered when :mod:`tcmcodec` is imported.
 
 ``Image.open("x.tcm")`` parses the header at once (size and mode are known without
-decoding) and decodes on ``load()`` with the bundled model named in the file;
+decoding) and decodes on ``load()`` (or ``np.asarray(img)``, ``img.convert(...)``, ...);
 ``img.save("x.tcm", quality=60, model=NAME_OR_MODEL)`` encodes.
+
+Which model decodes: ``img.info["tcm_model"]`` if set before loading (a name, checkpoint
+path or loaded :class:`~tcmcodec.TCM`), else the model given to :func:`set_default_model`,
+else (None) the bundled model named in the file. ``Image.open`` takes no model argument,
+so for files coded with your own checkpoint::
+
+    tcmcodec.pillow_plugin.set_default_model("my-weights.pt")   # or a loaded TCM
+    array = np.asarray(Image.open("x.tcm"))
+
+A file that needs another model raises :class:`~tcmcodec.ModelMismatchError` on load.
 """
 
 from __future__ import annotations
 
-from typing import IO
+import warnings
+from typing import IO, Any
 
 from PIL import Image, ImageFile
 
 from tcmcodec import container
 
 FORMAT = "TCM"
+
+_default_model: Any = None
+
+
+def set_default_model(model: Any) -> Any:
+    """Decode ``.tcm`` files opened through Pillow with ``model`` (name, checkpoint path,
+    loaded TCM, or None for the bundled model named in each file); returns the previous one."""
+    global _default_model
+    previous, _default_model = _default_model, model
+    return previous
+
+
+def get_default_model() -> Any:
+    """The model set by :func:`set_default_model` (None: the bundled model named in the file)."""
+    return _default_model
 
 
 def _accept(prefix: bytes) -> bool:
@@ -38,15 +64,20 @@ class TcmImageFile(ImageFile.ImageFile):
         self.tile = []
 
     def load(self):  # type: ignore[override]
-        if self._stream is not None and (self.im is None or self._decoded is False):
+        if self._stream is not None and not self._decoded:
             from tcmcodec.codec import decode_stream
 
-            decoded = decode_stream(self._stream, self.info.get("tcm_model"))
+            decoded = decode_stream(self._stream, self.info.get("tcm_model", _default_model))
             decoded.load()
             self.im = decoded.im
             self._mode = decoded.mode
             self._size = decoded.size
             self._decoded = True
+            self.readonly = 0
+            # the whole file was read in _open: release it as Pillow's own loaders do
+            if self._exclusive_fp and self._close_exclusive_fp_after_loading and self.fp:
+                self.fp.close()
+            self.fp = None
         return Image.Image.load(self)
 
     _decoded = False
@@ -58,6 +89,8 @@ def _save(im: Image.Image, fp: IO[bytes], filename: str | bytes) -> None:
 
     info = im.encoderinfo
     result = encode_image(im, info.get("model"), info.get("quality"))
+    for note in result.warnings:
+        warnings.warn(note, stacklevel=3)
     fp.write(result.data)
 
 

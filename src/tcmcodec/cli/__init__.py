@@ -74,7 +74,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"tcm {args.command}: error: {exc}", file=sys.stderr)
         return 1
     except FileNotFoundError as exc:
-        print(f"tcm {args.command}: error: no such file: {exc.filename}", file=sys.stderr)
+        detail = f"no such file: {exc.filename}" if exc.filename is not None else str(exc)
+        print(f"tcm {args.command}: error: {detail}", file=sys.stderr)
         return 1
     except IsADirectoryError as exc:
         print(f"tcm {args.command}: error: is a directory: {exc.filename}", file=sys.stderr)
@@ -85,6 +86,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     except BrokenPipeError:  # e.g. `tcm models --json | head`
         sys.stderr.close()
         return 0
+    except OSError as exc:  # disk full, read-only folder, name too long, ...
+        where = f": {exc.filename}" if exc.filename else ""
+        print(f"tcm {args.command}: error: {exc.strerror or exc}{where}", file=sys.stderr)
+        return 1
     except KeyboardInterrupt:
         print(f"tcm {args.command}: interrupted", file=sys.stderr)
         return 130

@@ -21,6 +21,15 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     add_threads_argument(p)
 
 
+def _check_distinct(outputs: list[Path], sources: list[Path]) -> None:
+    """Refuse to write two inputs to the same output (e.g. a/x.tcm and b/x.tcm)."""
+    seen: dict[Path, Path] = {}
+    for src, dst in zip(sources, outputs):
+        if dst in seen:
+            raise TcmError(f"{seen[dst]} and {src} would both be written to {dst}")
+        seen[dst] = src
+
+
 def run(args: argparse.Namespace) -> int:
     from tcmcodec.codec import decode_stream, load_model, read_stream
     from tcmcodec.image_io import save_image
@@ -32,14 +41,17 @@ def run(args: argparse.Namespace) -> int:
         sources.extend(sorted(path.glob("*.tcm")) if path.is_dir() else [path])
     out = Path(args.output)
     several = len(args.inputs) > 1 or Path(args.inputs[0]).is_dir()
+    if not sources:
+        raise TcmError(f"no .tcm files in {', '.join(args.inputs)}")
     if several:
         if out.exists() and not out.is_dir():
             raise TcmError(f"several inputs need an output folder, not {out}")
+        _check_distinct([out / f"{src.stem}.{args.format}" for src in sources], sources)
         out.mkdir(parents=True, exist_ok=True)
     model = None
     if args.checkpoint or args.model:
         model = load_model(args.checkpoint or args.model)
-    limit = max_pixels(args) if args.max_pixels is not None else None
+    limit = max_pixels(args)  # default 2^28, as the help says: checked on the header
     for src in sources:
         dst = out / f"{src.stem}.{args.format}" if several else out
         check_output(src, dst)

@@ -34,14 +34,21 @@ def _jobs(inputs: list[str], output: str, suffix: str) -> list[tuple[Path, Path]
             sources.append(path)
         else:
             raise FileNotFoundError(2, "no such file", str(path))
+    if not sources:
+        raise TcmError(f"no images found in {', '.join(inputs)}")
     out = Path(output)
     if len(inputs) == 1 and not Path(inputs[0]).is_dir() and not out.is_dir():
         return [(sources[0], out)]
-    if not out.is_dir():
-        if out.suffix:
-            raise TcmError(f"several inputs need an output folder, not {out}")
-        out.mkdir(parents=True)
-    return [(src, out / (src.stem + suffix)) for src in sources]
+    if not out.is_dir() and out.suffix:
+        raise TcmError(f"several inputs need an output folder, not {out}")
+    jobs = [(src, out / (src.stem + suffix)) for src in sources]
+    seen: dict[Path, Path] = {}
+    for src, dst in jobs:
+        if dst in seen:  # e.g. a/x.png and b/x.png, or x.png and x.jpg
+            raise TcmError(f"{seen[dst]} and {src} would both be written to {dst}")
+        seen[dst] = src
+    out.mkdir(parents=True, exist_ok=True)
+    return jobs
 
 
 def run(args: argparse.Namespace) -> int:
