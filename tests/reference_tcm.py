@@ -144,3 +144,30 @@ def reference_compress(model, x: Tensor) -> dict:
         encoder.encode_with_indexes(symbols_list, indexes_list, cdf, cdf_lengths, offsets)
         y_string = encoder.flush()
     return {"strings": [[y_string], z_strings], "shape": z.size()[-2:]}
+
+
+def reference_decompress(model, strings, shape) -> dict:
+    """The reference's decompress: one rANS stream, slice by slice, lists in and out."""
+    from compressai.ans import RansDecoder
+
+    gc = model.gaussian_conditional
+    with straightforward_layers():
+        z_hat = model.entropy_bottleneck.decompress(strings[1], shape)
+        latent_scales = model.h_scale_s(z_hat)
+        latent_means = model.h_mean_s(z_hat)
+        cdf = gc.quantized_cdf.tolist()
+        cdf_lengths = gc.cdf_length.reshape(-1).int().tolist()
+        offsets = gc.offset.reshape(-1).int().tolist()
+        decoder = RansDecoder()
+        decoder.set_stream(strings[0][0])
+        y_hat_slices = []
+        for i in range(model.config.num_slices):
+            mean_support, mu, scale = _slice_params(model, i, latent_means, latent_scales, y_hat_slices)
+            index = gc.build_indexes(scale)
+            rv = decoder.decode_stream(index.reshape(-1).tolist(), cdf, cdf_lengths, offsets)
+            rv = torch.tensor(rv).reshape(mu.shape)
+            y_hat_slice = gc.dequantize(rv, mu)
+            lrp = model.lrp_transforms[i](torch.cat([mean_support, y_hat_slice], dim=1))
+            y_hat_slices.append(y_hat_slice + 0.5 * torch.tanh(lrp))
+        x_hat = model.g_s(torch.cat(y_hat_slices, dim=1)).clamp_(0, 1)
+    return {"x_hat": x_hat}
