@@ -27,7 +27,7 @@ from tcmcodec.tiling import DEFAULT_TILING
 
 ModelLike = str | os.PathLike | TCM | None
 
-_cache: dict[tuple[str, str], TCM] = {}
+_cache: dict[tuple, TCM] = {}
 _cache_lock = threading.Lock()
 
 
@@ -45,7 +45,10 @@ def load_model(name_or_path: str | os.PathLike | None = None, *, device: str | t
     dev = str(torch.device(device)) if device is not None else "cpu"
     if name_or_path is None:
         name_or_path = zoo.default_entry().name
-    key = (str(name_or_path), dev)
+    path = Path(str(name_or_path))
+    # a checkpoint replaced at the same path is a new model: key on its mtime and size too
+    stamp = (path.stat().st_mtime_ns, path.stat().st_size) if path.is_file() else None
+    key = (str(name_or_path), dev, stamp)
     with _cache_lock:
         if key in _cache:
             return _cache[key]

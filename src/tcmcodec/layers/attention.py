@@ -25,6 +25,9 @@ WindowKind = Literal["W", "SW"]
 #: added to masked attention scores; exp() of it underflows to exactly 0 in float32, so the
 #: result equals masking with -inf, but a fully masked row (padding only) gives no NaN.
 MASKED_SCORE = -1.0e4
+#: attention scores are computed for at most this many elements at a time (windows are
+#: processed in chunks), which bounds the memory of large maps without changing results
+SCORE_CHUNK_ELEMENTS = 8 * 2**20
 
 
 def relative_position_index(window: int) -> Tensor:
@@ -145,9 +148,17 @@ class WindowAttention(nn.Module):
         q, k, v = qkv.permute(3, 0, 1, 4, 2, 5).unbind(0)  # each (B, nW, heads, T, d)
         bias = self.relative_position_bias().to(q.dtype)  # (heads, T, T)
         mask = self._mask(height, width, padded_h, padded_w, x.device)
-        if mask is not None:
-            bias = bias + mask.to(q.dtype)  # (nW, heads, T, T)
-        out = F.scaled_dot_product_attention(q, k, v, attn_mask=bias)
+        per_window = batch * self.num_heads * (w * w) ** 2
+        chunk = max(1, SCORE_CHUNK_ELEMENTS // per_window)
+        if chunk >= num_windows or torch.is_grad_enabled():
+            attn_mask = bias if mask is None else bias + mask.to(q.dtype)  # (nW, heads, T, T)
+            out = F.scaled_dot_product_attention(q, k, v, attn_mask=attn_mask)
+        else:  # inference on a large map: bounded memory, same result
+            out = torch.empty_like(q)
+            for start in range(0, num_windows, chunk):
+                part = slice(start, start + chunk)
+                attn_mask = bias if mask is None else bias + mask[part].to(q.dtype)
+                out[:, part] = F.scaled_dot_product_attention(q[:, part], k[:, part], v[:, part], attn_mask=attn_mask)
         out = out.transpose(2, 3).reshape(batch, num_windows, w * w, channels)
         out = self.linear(out)
         out = _merge(out, padded_h, padded_w, w)
