@@ -11,6 +11,12 @@ Importing the package registers a Pillow plugin: ``Image.open("x.tcm")`` decodes
 ``img.save("x.tcm", quality=60)`` encodes.
 """
 
+import warnings as _warnings
+
+# CompressAI decorates functions with torch.jit.script, which PyTorch >= 2.10 reports as
+# deprecated on every import: not actionable for our users, so keep their stderr clean.
+_warnings.filterwarnings("ignore", message=r".*torch\.jit\.script.*deprecated", category=FutureWarning)
+
 from tcmcodec.errors import FormatError, ImageError, ModelMismatchError, ModelNotFoundError, TcmError
 
 __version__ = "0.1.0"

@@ -558,6 +558,8 @@ def to_tensor(rgb: np.ndarray) -> "torch.Tensor":
     rgb = np.asarray(rgb)
     if rgb.dtype != np.uint8 or rgb.ndim != 3 or rgb.shape[2] != 3:
         raise ValueError(f"to_tensor() needs an (H, W, 3) uint8 array, got {rgb.dtype} {rgb.shape}")
+    if not rgb.flags.writeable:  # torch.from_numpy warns on read-only arrays (e.g. from PIL)
+        rgb = rgb.copy()
     t = torch.from_numpy(np.ascontiguousarray(rgb)).permute(2, 0, 1).unsqueeze(0)
     return t.to(torch.float32).div_(255.0).contiguous()
 
