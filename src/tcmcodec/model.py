@@ -18,7 +18,9 @@ quantized (:class:`SliceQuantizer`).
 from __future__ import annotations
 
 import contextlib
-from typing import Iterator, Protocol
+import threading
+from concurrent.futures import ThreadPoolExecutor
+from typing import Callable, Iterator, Protocol, TypeVar
 
 import torch
 from compressai.ans import BufferedRansEncoder, RansDecoder
@@ -62,6 +64,37 @@ def fixed_threads(count: int) -> Iterator[None]:
         yield
     finally:
         torch.set_num_threads(previous)
+
+
+A = TypeVar("A")
+B = TypeVar("B")
+_branch_pool: ThreadPoolExecutor | None = None
+_branch_pool_lock = threading.Lock()
+
+
+def _single_threaded(fn: Callable[[], B], inference: bool) -> B:
+    torch.set_num_threads(1)  # this worker's own OpenMP setting
+    # grad and inference modes are thread-local: carry the caller's over
+    with torch.inference_mode(inference), torch.no_grad():
+        return fn()
+
+
+def run_branches(first: Callable[[], A], second: Callable[[], B], parallel: bool) -> tuple[A, B]:
+    """Evaluate two independent branches, on two cores when ``parallel``.
+
+    Each branch runs with one intra-op thread (the caller is inside
+    ``fixed_threads(ENTROPY_PATH_THREADS)``), so the results are bit-identical to running
+    them one after the other, whatever the machine's thread count; only the wall time drops.
+    """
+    if not parallel or torch.is_grad_enabled():
+        return first(), second()
+    global _branch_pool
+    with _branch_pool_lock:
+        if _branch_pool is None:
+            _branch_pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="tcm-branch")
+    future = _branch_pool.submit(_single_threaded, second, torch.is_inference_mode_enabled())
+    a = first()
+    return a, future.result()
 
 
 def _context_stack(in_channels: int, widths: tuple[int, int], out_channels: int) -> nn.Sequential:
@@ -150,8 +183,13 @@ class TCM(CompressionModel):
             self.inverse_gain_y = GainUnits(M, [1 / g for g in init])
             self.gain_z = GainUnits(cfg.hyper_channels, init)
             self.inverse_gain_z = GainUnits(cfg.hyper_channels, [1 / g for g in init])
-        # bit-exact results whatever the number of threads (see layers/pointwise.py)
-        use_pointwise_matmul(self)
+        # bit-exact results whatever the number of threads (see layers/pointwise.py); g_a
+        # runs only in the encoder and keeps oneDNN's faster 1x1 convolutions
+        for name, module in self.named_children():
+            if name != "g_a":
+                use_pointwise_matmul(module)
+        #: run the mean and scale branches of the entropy model on two cores while coding
+        self.parallel_branches = True
 
     def _hyper_synthesis(self) -> nn.Sequential:
         cfg = self.config
@@ -220,27 +258,34 @@ class TCM(CompressionModel):
                                tiling.halo // LATENT_STRIDE, LATENT_STRIDE)
         return self.g_s(y_hat)
 
-    def hyper_parameters(self, z_hat: Tensor, rate: Rate = None) -> tuple[Tensor, Tensor]:
+    def hyper_parameters(self, z_hat: Tensor, rate: Rate = None, parallel: bool = False) -> tuple[Tensor, Tensor]:
         """Hyper means and scales (B, M, 4h, 4w) from ẑ (B, hyper, h, w)."""
         if rate is not None:
             z_hat = self.inverse_gain_z(z_hat, rate)
-        return self.h_mean_s(z_hat), self.h_scale_s(z_hat)
+        return run_branches(lambda: self.h_mean_s(z_hat), lambda: self.h_scale_s(z_hat), parallel)
 
-    def _slice_loop(self, latent_means: Tensor, latent_scales: Tensor, quantize: SliceQuantizer) -> Tensor:
+    def _slice_loop(self, latent_means: Tensor, latent_scales: Tensor, quantize: SliceQuantizer,
+                    parallel: bool = False) -> Tensor:
         """The per-slice step of the channel-wise context model, written once.
 
         For each slice i: condition on the hyper output and the earlier decoded slices,
-        predict μ_i and σ_i through SWAtten and the conv stacks, let ``quantize`` produce
-        ŷ_i, then add the latent residual prediction. Returns ŷ (B, M, h, w).
+        predict μ_i and σ_i through SWAtten and the conv stacks (the mean and scale branches
+        on two cores when ``parallel``), let ``quantize`` produce ŷ_i, then add the latent
+        residual prediction. Returns ŷ (B, M, h, w).
         """
         cfg = self.config
         decoded: list[Tensor] = []
         for i in range(cfg.num_slices):
             support = decoded[: cfg.support_slices(i)]
-            mean_support = self.atten_mean[i](torch.cat([latent_means, *support], dim=1))
-            scale_support = self.atten_scale[i](torch.cat([latent_scales, *support], dim=1))
-            mean = self.cc_mean_transforms[i](mean_support)
-            scale = self.cc_scale_transforms[i](scale_support)
+
+            def mean_branch() -> tuple[Tensor, Tensor]:
+                mean_support = self.atten_mean[i](torch.cat([latent_means, *support], dim=1))
+                return mean_support, self.cc_mean_transforms[i](mean_support)
+
+            def scale_branch() -> Tensor:
+                return self.cc_scale_transforms[i](self.atten_scale[i](torch.cat([latent_scales, *support], dim=1)))
+
+            (mean_support, mean), scale = run_branches(mean_branch, scale_branch, parallel)
             y_hat_slice = quantize(i, mean, scale)
             residual = self.lrp_transforms[i](torch.cat([mean_support, y_hat_slice], dim=1))
             decoded.append(y_hat_slice + cfg.lrp_scale * torch.tanh(residual))
@@ -314,9 +359,10 @@ class TCM(CompressionModel):
                 )
             return q.to(mean.dtype) + mean
 
+        parallel = self.parallel_branches and torch.get_num_threads() > 1
         with fixed_threads(ENTROPY_PATH_THREADS):
-            latent_means, latent_scales = self.hyper_parameters(z_hat, rate)
-            y_hat = self._slice_loop(latent_means, latent_scales, to_symbols)
+            latent_means, latent_scales = self.hyper_parameters(z_hat, rate, parallel)
+            y_hat = self._slice_loop(latent_means, latent_scales, to_symbols, parallel)
         return y_hat, [encoder.flush() for encoder in encoders]
 
     @torch.no_grad()
@@ -354,6 +400,7 @@ class TCM(CompressionModel):
             q = torch.stack(rows).reshape(mean.shape)
             return gc.dequantize(q, mean)
 
+        parallel = self.parallel_branches and torch.get_num_threads() > 1
         with fixed_threads(ENTROPY_PATH_THREADS):
-            latent_means, latent_scales = self.hyper_parameters(z_hat, rate)
-            return self._slice_loop(latent_means, latent_scales, from_stream)
+            latent_means, latent_scales = self.hyper_parameters(z_hat, rate, parallel)
+            return self._slice_loop(latent_means, latent_scales, from_stream, parallel)

@@ -152,13 +152,13 @@ class WindowAttention(nn.Module):
         chunk = max(1, SCORE_CHUNK_ELEMENTS // per_window)
         if chunk >= num_windows or torch.is_grad_enabled():
             attn_mask = bias if mask is None else bias + mask.to(q.dtype)  # (nW, heads, T, T)
-            out = F.scaled_dot_product_attention(q, k, v, attn_mask=attn_mask)
+            out = _attend(q, k, v, attn_mask, self.head_dim**-0.5)
         else:  # inference on a large map: bounded memory, same result
             out = torch.empty_like(q)
             for start in range(0, num_windows, chunk):
                 part = slice(start, start + chunk)
                 attn_mask = bias if mask is None else bias + mask[part].to(q.dtype)
-                out[:, part] = F.scaled_dot_product_attention(q[:, part], k[:, part], v[:, part], attn_mask=attn_mask)
+                out[:, part] = _attend(q[:, part], k[:, part], v[:, part], attn_mask, self.head_dim**-0.5)
         out = out.transpose(2, 3).reshape(batch, num_windows, w * w, channels)
         out = self.linear(out)
         out = _merge(out, padded_h, padded_w, w)
@@ -167,6 +167,19 @@ class WindowAttention(nn.Module):
         if (padded_h, padded_w) != (height, width):
             out = out[:, :height, :width, :]
         return out
+
+
+def _attend(q: Tensor, k: Tensor, v: Tensor, bias: Tensor, scale: float) -> Tensor:
+    """softmax(scale * q k^T + bias) v, in the reference's order of operations.
+
+    Written out rather than through ``F.scaled_dot_product_attention``: on the CPU with an
+    additive mask that call takes the generic path, which also scans every row for being
+    fully masked (never the case here) and was ~9% of g_a's time.
+    """
+    scores = torch.matmul(q, k.transpose(-2, -1))
+    scores *= scale
+    scores += bias
+    return torch.matmul(torch.softmax(scores, dim=-1), v)
 
 
 def _partition(x: Tensor, window: int) -> Tensor:

@@ -18,12 +18,19 @@ from torch import Tensor, nn
 
 
 def pointwise(x: Tensor, weight: Tensor, bias: Tensor | None) -> Tensor:
-    """(B, C, H, W) x (O, C) [+ (O,)] -> (B, O, H, W), as one matrix product."""
+    """(B, C, H, W) x (O, C) [+ (O,)] -> (B, O, H, W): one fused ``addmm`` per image
+    (no broadcast copies, bias added in the same pass)."""
     batch, channels, height, width = x.shape
-    out = torch.matmul(weight.reshape(weight.shape[0], channels), x.reshape(batch, channels, height * width))
-    if bias is not None:
-        out = out + bias[:, None]
-    return out.reshape(batch, weight.shape[0], height, width)
+    out_channels = weight.shape[0]
+    w = weight.reshape(out_channels, channels)
+    flat = x.reshape(batch, channels, height * width)
+    if bias is None:
+        bias = x.new_zeros(out_channels)
+    if batch == 1:
+        out = torch.addmm(bias[:, None], w, flat[0])[None]
+    else:
+        out = torch.stack([torch.addmm(bias[:, None], w, flat[b]) for b in range(batch)])
+    return out.reshape(batch, out_channels, height, width)
 
 
 class PointwiseConv2d(nn.Conv2d):
