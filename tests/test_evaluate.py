@@ -371,27 +371,14 @@ def test_tcm_adapter_calls_the_public_api_with_model_and_quality(monkeypatch, sm
 def test_tcm_codec_round_trips_with_the_real_api(small_dataset):
     import tcmcodec
 
-    if not callable(getattr(tcmcodec, "encode", None)):
-        pytest.skip("tcmcodec.encode is not written yet")
-    zoo = pytest.importorskip("tcmcodec.zoo")
-    names = [n for n in ("tcm-mse", "tcm-small-mse", "tcm") if _zoo_has(zoo, n)]
-    if not names:
-        pytest.skip("no known model name in tcmcodec.zoo")
-    codec = get_codec(f"tcm:{names[0]}")
-    if not codec.available():
-        pytest.skip(codec.unavailable_reason())
+    from tcmcodec import zoo
+
+    codec = get_codec(f"tcm:{zoo.default_entry().name}")
+    assert codec.available(), codec.unavailable_reason()
     a = np.asarray(Image.open(small_dataset[0]).convert("RGB"))
     q = codec.default_qualities[0]
     row = runner.measure(codec, q, a, "img")
     assert row["bpp"] > 0 and row["psnr-rgb"] > 15
-
-
-def _zoo_has(zoo, name: str) -> bool:
-    try:
-        zoo.get_entry(name)
-        return True
-    except Exception:
-        return False
 
 
 # --------------------------------------------------------------------------------------------

@@ -21,10 +21,25 @@ from tcmcodec.errors import FormatError, ImageError, ModelMismatchError, ModelNo
 
 __version__ = "0.1.0"
 
-from tcmcodec.codec import decode, encode, encode_image, load_model  # noqa: E402
-from tcmcodec.config import PRESETS, TCMConfig  # noqa: E402
-from tcmcodec.model import TCM  # noqa: E402
 from tcmcodec import pillow_plugin as _pillow_plugin  # noqa: E402,F401  (registers .tcm)
+
+# torch-backed names load on first use, so that `import tcmcodec.container` (and the Pillow
+# plugin's registration) stay light
+_LAZY = {
+    "decode": "tcmcodec.codec", "encode": "tcmcodec.codec", "encode_image": "tcmcodec.codec",
+    "load_model": "tcmcodec.codec", "PRESETS": "tcmcodec.config", "TCMConfig": "tcmcodec.config",
+    "TCM": "tcmcodec.model",
+}
+
+
+def __getattr__(name: str):
+    if name in _LAZY:
+        import importlib
+
+        value = getattr(importlib.import_module(_LAZY[name]), name)
+        globals()[name] = value
+        return value
+    raise AttributeError(f"module 'tcmcodec' has no attribute {name!r}")
 
 __all__ = [
     "FormatError", "ImageError", "ModelMismatchError", "ModelNotFoundError", "PRESETS", "TCM",
