@@ -74,7 +74,7 @@ def quality_to_level(quality: float, levels: int) -> float:
 ENTRIES: tuple[ZooEntry, ...] = (
     ZooEntry(
         name="tcm-cpu-mse",
-        description="bundled TCM (tcm-cpu preset, 6 trained rates, gain units), trained on 2 CPU cores",
+        description="bundled variable-rate TCM (6 trained rates, gain units) trained on 2 CPU cores; early snapshot",
         weights="tcm-cpu-mse.pt",
         qualities=level_qualities(6),
         default_quality=60,
