@@ -23,8 +23,6 @@ import json, resource, statistics, sys, time
 import numpy as np, torch
 import compressai.ans as ans
 torch.set_num_threads({threads})
-from tcmcodec.runtime import limit_heap_growth
-limit_heap_growth()  # as the tcm command does
 from tcmcodec.codec import encode_image, decode, load_model
 from tcmcodec.config import PRESETS
 from tcmcodec.model import TCM

@@ -1,10 +1,12 @@
-"""Process-level settings for the command line (not applied on ``import tcmcodec``).
+"""Process-level memory settings, applied only when coding large images.
 
 :func:`limit_heap_growth` keeps glibc from holding on to freed feature maps. By default
 glibc raises its mmap threshold up to 32 MB after large blocks are freed, so later
 tensors come from a heap that fragments and never shrinks; with a fixed threshold, large
-tensors are mapped and unmapped, which cut the peak resident memory of a 4K tcm-s encode by
-about 300 MB in our measurements (docs/benchmarks.md).
+tensors are mapped and unmapped, which cut the peak resident memory of a 4K encode by about
+300 MB in our measurements. It costs time (mapping and zeroing pages: a 768x512 encode +
+decode took 1.4-1.5x longer), so the codec turns it on only for images large enough to be
+tiled, and it then stays on for the rest of the process (docs/benchmarks.md).
 """
 
 from __future__ import annotations

@@ -59,9 +59,6 @@ def build_parser(only: str | None = None) -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of ``tcm`` and ``python -m tcmcodec``; returns the exit status."""
     argv = list(sys.argv[1:] if argv is None else argv)
-    from tcmcodec.runtime import limit_heap_growth
-
-    limit_heap_growth()
     first = next((a for a in argv if not a.startswith("-")), None)
     parser = build_parser(only=first if first in COMMANDS else None)
     try:
