@@ -168,3 +168,13 @@ def test_torchrun_with_two_cpu_processes_trains_and_checkpoints_once(image_folde
                             env=ENV, capture_output=True, text=True, timeout=300, cwd=REPO)
     assert result.returncode == 0, result.stderr[-3000:]
     assert torch.load(out / LATEST, weights_only=True)["step"] == 4
+
+
+def test_init_starts_from_the_given_weights(image_folder, tmp_path):
+    train(_settings(image_folder, tmp_path / "first", steps=2))
+    trained = _weights(tmp_path / "first")
+    trainer = Trainer(_settings(image_folder, tmp_path / "second", lmbda=0.002,
+                                init=str(tmp_path / "first" / LATEST)))
+    fresh = trainer.model.state_dict()
+    assert torch.equal(fresh["g_a.0.conv1.weight"], trained["g_a.0.conv1.weight"])
+    assert torch.equal(fresh["entropy_bottleneck.quantiles"], trained["entropy_bottleneck.quantiles"])

@@ -28,7 +28,7 @@ import torch.distributed as dist
 from torch import nn
 from torch.utils.data import DataLoader
 
-from tcmcodec.checkpoints import extract_state_dict, read_checkpoint
+from tcmcodec.checkpoints import DERIVED_BUFFERS, extract_state_dict, read_checkpoint
 from tcmcodec.config import TCMConfig, get_preset
 from tcmcodec.errors import TcmError
 from tcmcodec.model import TCM
@@ -246,11 +246,11 @@ class Trainer:
 
     # -------------------------------------------------------------- checkpoints
     def _load_init(self, path: str) -> None:
+        """Start from the weights of ``path`` where names and shapes match (fine-tuning)."""
         state = extract_state_dict(read_checkpoint(path))
-        own = self.model.state_dict()
-        usable = {k: v for k, v in state.items() if k in own and own[k].shape == v.shape
-                  and k.rsplit(".", 1)[-1] not in ("_quantized_cdf", "_offset", "_cdf_length", "scale_table")}
-        skipped = [k for k in own if k not in usable and "cdf" not in k and "_offset" not in k and "scale_table" not in k]
+        own = {k: v for k, v in self.model.state_dict().items() if k.rsplit(".", 1)[-1] not in DERIVED_BUFFERS}
+        usable = {k: v.float() for k, v in state.items() if k in own and own[k].shape == v.shape}
+        skipped = [k for k in own if k not in usable]
         nn.Module.load_state_dict(self.model, usable, strict=False)
         if self.rank == 0 and skipped:
             warnings.warn(f"--init: {len(skipped)} tensors not in {path} were left as initialised")
