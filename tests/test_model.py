@@ -152,3 +152,33 @@ def test_straight_through_rounding_passes_gradients(tiny_model):
     out = model(x)
     out["x_hat"].sum().backward()
     assert x.grad is not None and float(x.grad.abs().sum()) > 0
+
+
+def test_tiled_transforms_match_a_whole_image_pass_within_float_noise(tiny_vr_model):
+    from tcmcodec.tiling import TilePlan
+
+    torch.manual_seed(6)
+    x = torch.rand(1, 3, 384, 512)
+    plan = TilePlan(tile=128, halo=128, threshold=0)
+    with torch.no_grad():
+        y_whole, z_whole = tiny_vr_model.analysis(x, 1.0)
+        y_tiled, z_tiled = tiny_vr_model.analysis(x, 1.0, plan)
+        x_whole = tiny_vr_model.synthesis(y_whole, 1.0)
+        x_tiled = tiny_vr_model.synthesis(y_whole, 1.0, plan)
+    assert torch.allclose(y_tiled, y_whole, atol=1e-4)
+    assert torch.allclose(x_tiled, x_whole, atol=1e-3)
+    # without a halo the tiles really are independent: the halo is what removes seams
+    with torch.no_grad():
+        x_seams = tiny_vr_model.synthesis(y_whole, 1.0, TilePlan(tile=128, halo=0, threshold=0))
+    assert float((x_seams - x_whole).abs().max()) > 1e-3
+
+
+def test_tiling_policy_gives_narrow_models_larger_tiles_and_keeps_alignment():
+    from tcmcodec.tiling import plan_for
+
+    wide, narrow = plan_for(256, 128), plan_for(32, 128)
+    assert narrow.tile > wide.tile and narrow.threshold > wide.threshold
+    for plan in (wide, narrow, plan_for(128, 128)):
+        assert plan.tile % 128 == 0 and plan.halo % 128 == 0
+    assert plan_for(128, 128).tile == 512
+    assert not plan_for(128, 128).applies(768, 512)

@@ -24,7 +24,7 @@ from tcmcodec.errors import FormatError, ModelMismatchError, ModelNotFoundError,
 from tcmcodec.image_io import DEFAULT_MAX_PIXELS
 from tcmcodec.model import TCM
 from tcmcodec.runtime import limit_heap_growth
-from tcmcodec.tiling import DEFAULT_TILING
+from tcmcodec.tiling import plan_for
 
 ModelLike = str | os.PathLike | TCM | None
 
@@ -138,11 +138,12 @@ def encode_image(image: Any, model: ModelLike = None, quality: float | None = No
     height, width = loaded.rgb.shape[:2]
     pad = image_io.pad_amounts(height, width, net.config.pad_multiple)
     device = next(net.parameters()).device
-    if DEFAULT_TILING.applies(height + pad[2] + pad[3], width + pad[0] + pad[1]):
+    tiling = plan_for(net.config.width, net.config.pad_multiple)
+    if tiling.applies(height + pad[2] + pad[3], width + pad[0] + pad[1]):
         limit_heap_growth()  # large image: bound the peak memory (see runtime.py)
     x = image_io.pad_tensor(image_io.to_tensor(loaded.rgb), pad).to(device)
     with torch.inference_mode():
-        out = net.compress(x, level, DEFAULT_TILING)
+        out = net.compress(x, level, tiling)
     (y_string,), z_strings = out["strings"][0], out["strings"][1]
     z_h, z_w = (int(v) for v in out["shape"])
     stream = container.TcmStream(
@@ -240,14 +241,15 @@ def decode_stream(stream: container.TcmStream, model: ModelLike = None) -> Image
     if net.rate_levels and stream.quality > zoo.QUALITY_MAX:
         raise FormatError(f"quality {stream.quality} is out of range for {stream.model_name}")
     level = zoo.quality_to_level(stream.quality, net.rate_levels) if net.rate_levels else None
-    if DEFAULT_TILING.applies(padded_h, padded_w):
+    tiling = plan_for(net.config.width, multiple)
+    if tiling.applies(padded_h, padded_w):
         limit_heap_growth()  # large image: bound the peak memory (see runtime.py)
     ratio = HYPER_LATENT_STRIDE // LATENT_STRIDE
     y_string = _bounded_string(stream.strings[0], net.config.M * z_h * ratio * z_w * ratio)
     z_string = _bounded_string(stream.strings[1], net.config.hyper_channels * z_h * z_w)
     try:
         with torch.inference_mode():
-            out = net.decompress([[y_string], [z_string]], (z_h, z_w), level, DEFAULT_TILING)
+            out = net.decompress([[y_string], [z_string]], (z_h, z_w), level, tiling)
     except (RuntimeError, ValueError, IndexError) as exc:
         raise FormatError(f"entropy-coded data cannot be decoded: {exc}") from None
     x_hat = image_io.crop_tensor(out["x_hat"].cpu(), stream.pad)

@@ -40,8 +40,25 @@ class TilePlan:
         return height * width > self.threshold
 
 
-#: the decoder's policy is part of what makes reconstructions reproducible: keep it fixed
+#: the paper's small model: 512-pixel tiles keep a 4K tcm-s encode under 3 GB
 DEFAULT_TILING = TilePlan()
+#: channel width C = 2N that DEFAULT_TILING is sized for (tcm-s)
+REFERENCE_WIDTH = 128
+#: images up to (THRESHOLD_TILES * tile)^2 pixels are coded whole
+THRESHOLD_TILES = 2.5
+
+
+def plan_for(width: int, align: int) -> TilePlan:
+    """The tiling policy for a model of channel width ``width`` (C = 2N).
+
+    Feature-map memory per pixel grows with C, so narrower models get larger tiles and a
+    higher threshold (fewer tiles, less halo overhead): tile = 512 * sqrt(128 / C) pixels,
+    rounded down to the alignment. The decoder derives the same plan from the model, so
+    the reconstruction of a file does not depend on anything but the model and the size.
+    """
+    tile = max(align, int(DEFAULT_TILING.tile * (REFERENCE_WIDTH / width) ** 0.5) // align * align)
+    halo = max(align, DEFAULT_TILING.halo // align * align)
+    return TilePlan(tile=tile, halo=halo, threshold=int((THRESHOLD_TILES * tile) ** 2))
 
 
 def tiled_apply(fn: Callable[[Tensor], Tensor], x: Tensor, tile: int, halo: int, scale: float) -> Tensor:
