@@ -106,7 +106,7 @@ def _rate(model: TCM, quality: float | None) -> tuple[float | None, int]:
         try:
             quality = zoo.get_entry(name).default_quality
         except ModelNotFoundError:
-            quality = zoo.QUALITY_MAX * 0.6
+            quality = zoo.DEFAULT_QUALITY
     if not 0 <= float(quality) <= zoo.QUALITY_MAX:
         raise TcmError(f"quality must be between 0 and {zoo.QUALITY_MAX}, got {quality}")
     stored = int(round(float(quality)))

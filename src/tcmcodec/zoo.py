@@ -19,6 +19,8 @@ from tcmcodec.errors import ModelNotFoundError
 
 #: the quality scale of variable-rate models
 QUALITY_MAX = 100
+#: quality used for variable-rate models that have no registry entry of their own
+DEFAULT_QUALITY = 60
 
 
 @dataclass(frozen=True)
@@ -77,7 +79,7 @@ ENTRIES: tuple[ZooEntry, ...] = (
         description="bundled variable-rate TCM (6 trained rates, gain units) trained on 2 CPU cores; early snapshot",
         weights="tcm-cpu-mse.pt",
         qualities=level_qualities(6),
-        default_quality=60,
+        default_quality=DEFAULT_QUALITY,
         metric="mse",
         default=True,
     ),
