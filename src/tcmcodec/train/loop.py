@@ -287,7 +287,7 @@ class Trainer:
         data = torch.load(path, map_location="cpu", weights_only=True)
         if data.get("format") != CHECKPOINT_FORMAT:
             raise TrainingError(f"{path} is not a tcmcodec training checkpoint")
-        if TCMConfig.from_dict(data["config"]) != self.config:
+        if TCMConfig.from_dict(data["config"]).replace(name=self.config.name) != self.config:
             raise TrainingError(f"{path} was trained with another model config; use another --out")
         self.model.load_state_dict(data["state_dict"])
         self.optimizer.load_state_dict(data["optimizer"])
