@@ -146,6 +146,49 @@ def test_window_attention_handles_maps_smaller_than_or_not_multiple_of_the_windo
     assert torch.allclose(msa(torch.cat([x, x[:, :3]], 1))[:, :8], msa(x), atol=1e-6)
 
 
+@pytest.mark.parametrize("kind", ["W", "SW"])
+@pytest.mark.parametrize("chunk_elements", [None, 3 * 4 * 64**2])
+def test_window_attention_equals_the_reference_bit_for_bit(kind, chunk_elements, monkeypatch):
+    """Cached masks stored for the masked windows only, and the chunked large-map path,
+    give exactly the reference's einsum / -inf masking result."""
+    from reference_tcm import reference_window_attention
+    from tcmcodec.layers import attention
+
+    if chunk_elements is not None:  # a few windows per chunk: many chunks, some with masks
+        monkeypatch.setattr(attention, "SCORE_CHUNK_ELEMENTS", chunk_elements)
+    torch.manual_seed(1)
+    msa = attention.WindowAttention(32, 8, 8, kind)
+    with torch.no_grad():
+        msa.relative_position_params.normal_(0, 1)
+        for shape in [(1, 32, 48, 32), (2, 16, 24, 32)]:
+            x = torch.randn(shape)
+            assert torch.equal(msa(x), reference_window_attention(msa, x))
+            assert torch.equal(msa(x), reference_window_attention(msa, x))  # cached mask
+
+
+def test_scale_indexes_equal_compressais_build_indexes(tiny_model):
+    gc = tiny_model.gaussian_conditional
+    table = gc.scale_table
+    scales = torch.cat([
+        torch.rand(4000) * 300,                      # the whole range and beyond
+        table, table.nextafter(torch.tensor(0.0)),   # exactly on and just below entries
+        table.nextafter(torch.tensor(1e9)),          # just above entries
+        torch.tensor([0.0, -1.0, 1e-9, float("inf"), float("nan")]),
+    ]).reshape(1, -1, 1, 1)
+    assert torch.equal(tiny_model.scale_indexes(scales), gc.build_indexes(scales))
+
+
+def test_cdf_lists_follow_the_tables_after_update_and_load(tiny_model):
+    first = tiny_model._cdf_tables()
+    assert tiny_model._cdf_tables() is first  # converted once
+    state = {k: v.clone() for k, v in tiny_model.state_dict().items()}
+    state["gaussian_conditional._quantized_cdf"][0, 1] += 1
+    tiny_model.load_state_dict(state)
+    assert tiny_model._cdf_tables()[0][0][1] == first[0][0][1] + 1
+    tiny_model.update(force=True)  # new tensors
+    assert tiny_model._cdf_tables()[0] == first[0]
+
+
 def test_straight_through_rounding_passes_gradients(tiny_model):
     model = make_model("tcm-tiny", seed=5).train()
     x = torch.rand(1, 3, 128, 128, requires_grad=True)

@@ -322,18 +322,43 @@ class TCM(CompressionModel):
 
     # ------------------------------------------------------------------ coding
     def _cdf_tables(self) -> tuple[list, list, list]:
+        """The Gaussian CDF tables as the Python lists the rANS coder takes.
+
+        Converted once and kept while the buffers are the same tensors at the same
+        version (``update()`` replaces them, ``load_state_dict`` bumps the version).
+        """
         gc = self.gaussian_conditional
         if gc._quantized_cdf.numel() == 0:
             raise RuntimeError("CDF tables are not built: call model.update() first")
-        return gc.quantized_cdf.tolist(), gc.cdf_length.reshape(-1).int().tolist(), gc.offset.reshape(-1).int().tolist()
+        buffers = (gc._quantized_cdf, gc._cdf_length, gc._offset)
+        stamp = tuple((id(t), t._version) for t in buffers)
+        cached = getattr(self, "_cdf_lists", None)
+        if cached is None or cached[0] != stamp or any(a is not b for a, b in zip(cached[1], buffers)):
+            lists = (gc.quantized_cdf.tolist(), gc.cdf_length.reshape(-1).int().tolist(),
+                     gc.offset.reshape(-1).int().tolist())
+            cached = self._cdf_lists = (stamp, buffers, lists)
+        return cached[2]
+
+    def scale_indexes(self, scale: Tensor) -> Tensor:
+        """Scale-table index (int32) of each σ: what ``GaussianConditional.build_indexes``
+        computes with one comparison pass per table entry, in one ``bucketize`` pass.
+
+        After the lower bound σ >= table[0], the index is the number of table entries
+        (excluding the last) strictly below σ.
+        """
+        gc = self.gaussian_conditional
+        table = gc.scale_table[:-1].to(scale.dtype)
+        return torch.bucketize(gc.lower_bound_scale(scale), table, right=False).int()
 
     @torch.no_grad()
     def compress(self, x: Tensor, rate: Rate = None, tiling: TilePlan | None = None) -> dict:
         """x (B, 3, H, W) -> {"strings": [y_strings, z_strings], "shape": (h_z, w_z)}."""
         rate = self._check_rate(rate)
         y, z = self.analysis(x, rate, tiling)
-        z_strings = self.entropy_bottleneck.compress(z)
-        z_hat = self.entropy_bottleneck.decompress(z_strings, z.shape[-2:])
+        bottleneck = self.entropy_bottleneck
+        z_strings = bottleneck.compress(z)
+        # what decompress(z_strings) returns: round(z - median) + median (rANS is lossless)
+        z_hat = bottleneck.quantize(z, "dequantize", bottleneck._get_medians())
         _, y_strings = self.compress_latent(y, z_hat, rate)
         return {"strings": [y_strings, z_strings], "shape": z.shape[-2:]}
 
@@ -351,7 +376,7 @@ class TCM(CompressionModel):
 
         def to_symbols(index: int, mean: Tensor, scale: Tensor) -> Tensor:
             q = gc.quantize(y_slices[index], "symbols", mean)
-            idx = gc.build_indexes(scale)
+            idx = self.scale_indexes(scale)
             # slice by slice into a buffered coder: same string as one big call, a fifth of the memory
             for b, encoder in enumerate(encoders):
                 encoder.encode_with_indexes(
@@ -389,7 +414,7 @@ class TCM(CompressionModel):
             decoders.append(decoder)
 
         def from_stream(index: int, mean: Tensor, scale: Tensor) -> Tensor:
-            idx = gc.build_indexes(scale).int()
+            idx = self.scale_indexes(scale)
             rows = [
                 torch.tensor(
                     decoder.decode_stream(idx[b].reshape(-1).tolist(), cdf, cdf_lengths, offsets),

@@ -7,9 +7,10 @@ position bias, as used by TCM's transformer path (Liu et al., CVPR 2023, Fig. 3;
 ``relative_position_params`` (heads, 2w-1, 2w-1) and ``linear`` (C -> C).
 
 Unlike the reference, the relative-position index is computed once (a non-persistent
-buffer), shift masks are cached per feature-map size, attention runs through
-:func:`torch.nn.functional.scaled_dot_product_attention`, and maps whose sides are not
-multiples of the window are padded internally with the padded keys masked out.
+buffer), shift masks are cached per feature-map size and stored (and added) only for the
+windows that mask anything, attention is an explicit matmul / softmax / matmul, and maps
+whose sides are not multiples of the window are padded internally with the padded keys
+masked out.
 """
 
 from __future__ import annotations
@@ -21,6 +22,8 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 WindowKind = Literal["W", "SW"]
+#: (indices (k,) of the windows that mask anything, additive mask (k, 1, T, T))
+WindowMask = tuple[Tensor, Tensor]
 
 #: added to masked attention scores; exp() of it underflows to exactly 0 in float32, so the
 #: result equals masking with -inf, but a fully masked row (padding only) gives no NaN.
@@ -91,7 +94,7 @@ class WindowAttention(nn.Module):
         self.register_buffer(
             "position_index", relative_position_index(window), persistent=False
         )
-        self._mask_cache: dict[tuple, Tensor | None] = {}
+        self._mask_cache: dict[tuple, WindowMask | None] = {}
 
     @property
     def shift(self) -> int:
@@ -102,8 +105,13 @@ class WindowAttention(nn.Module):
         table = self.relative_position_params.reshape(self.num_heads, -1)
         return table[:, self.position_index]
 
-    def _mask(self, height: int, width: int, padded_h: int, padded_w: int, device: torch.device) -> Tensor | None:
-        """Additive (windows, 1, T, T) mask for shifted windows and padding, or None."""
+    def _mask(self, height: int, width: int, padded_h: int, padded_w: int, device: torch.device) -> WindowMask | None:
+        """The additive mask of shifted windows and padding, or None when nothing is masked.
+
+        Only windows on the last row or column of a shifted map (and windows holding
+        padding) mask anything, so the mask is kept for those windows alone: returns
+        (indices (k,) of those windows, additive mask (k, 1, T, T) broadcast over heads).
+        """
         key = (height, width, padded_h, padded_w, device)
         if key in self._mask_cache:
             return self._mask_cache[key]
@@ -124,9 +132,10 @@ class WindowAttention(nn.Module):
             valid = _partition(valid[None, :, :, None], w).reshape(-1, w * w)
             blocked = region[:, :, None] != region[:, None, :]
             blocked |= ~valid[:, None, :]
-            mask = torch.zeros(blocked.shape, dtype=torch.float32)
-            mask.masked_fill_(blocked, MASKED_SCORE)
-            mask = mask[:, None].to(device)  # (nW, 1, T, T), broadcast over heads
+            windows = blocked.flatten(1).any(1).nonzero().flatten()
+            values = torch.zeros(blocked[windows].shape, dtype=torch.float32)
+            values.masked_fill_(blocked[windows], MASKED_SCORE)
+            mask = (windows.to(device), values[:, None].to(device))
         if len(self._mask_cache) > 32:
             self._mask_cache.clear()
         self._mask_cache[key] = mask
@@ -148,17 +157,17 @@ class WindowAttention(nn.Module):
         q, k, v = qkv.permute(3, 0, 1, 4, 2, 5).unbind(0)  # each (B, nW, heads, T, d)
         bias = self.relative_position_bias().to(q.dtype)  # (heads, T, T)
         mask = self._mask(height, width, padded_h, padded_w, x.device)
+        scale = self.head_dim**-0.5
         per_window = batch * self.num_heads * (w * w) ** 2
         chunk = max(1, SCORE_CHUNK_ELEMENTS // per_window)
         if chunk >= num_windows or torch.is_grad_enabled():
-            attn_mask = bias if mask is None else bias + mask.to(q.dtype)  # (nW, heads, T, T)
-            out = _attend(q, k, v, attn_mask, self.head_dim**-0.5)
+            out = _attend(q, k, v, bias, mask, scale)
         else:  # inference on a large map: bounded memory, same result
             out = torch.empty_like(q)
             for start in range(0, num_windows, chunk):
                 part = slice(start, start + chunk)
-                attn_mask = bias if mask is None else bias + mask[part].to(q.dtype)
-                out[:, part] = _attend(q[:, part], k[:, part], v[:, part], attn_mask, self.head_dim**-0.5)
+                out[:, part] = _attend(q[:, part], k[:, part], v[:, part], bias,
+                                       _mask_part(mask, start, start + chunk), scale)
         out = out.transpose(2, 3).reshape(batch, num_windows, w * w, channels)
         out = self.linear(out)
         out = _merge(out, padded_h, padded_w, w)
@@ -169,8 +178,21 @@ class WindowAttention(nn.Module):
         return out
 
 
-def _attend(q: Tensor, k: Tensor, v: Tensor, bias: Tensor, scale: float) -> Tensor:
-    """softmax(scale * q k^T + bias) v, in the reference's order of operations.
+def _mask_part(mask: WindowMask | None, start: int, stop: int) -> WindowMask | None:
+    """The part of a window mask for windows start..stop-1, re-indexed from 0."""
+    if mask is None:
+        return None
+    windows, values = mask
+    inside = (windows >= start) & (windows < stop)
+    return (windows[inside] - start, values[inside]) if bool(inside.any()) else None
+
+
+def _attend(q: Tensor, k: Tensor, v: Tensor, bias: Tensor, mask: WindowMask | None, scale: float) -> Tensor:
+    """softmax(scale * q k^T + bias [+ mask]) v, in the reference's order of operations.
+
+    q, k, v: (B, nW, heads, T, d); bias (heads, T, T); ``mask`` adds MASKED_SCORE to the
+    blocked pairs of the windows it lists. Unblocked scores get exactly ``scale * qk + bias``
+    and blocked ones exp() to 0, so this equals the reference's -inf masking bit for bit.
 
     Written out rather than through ``F.scaled_dot_product_attention``: on the CPU with an
     additive mask that call takes the generic path, which also scans every row for being
@@ -179,6 +201,9 @@ def _attend(q: Tensor, k: Tensor, v: Tensor, bias: Tensor, scale: float) -> Tens
     scores = torch.matmul(q, k.transpose(-2, -1))
     scores *= scale
     scores += bias
+    if mask is not None:
+        windows, values = mask
+        scores[:, windows] += values.to(scores.dtype)
     return torch.matmul(torch.softmax(scores, dim=-1), v)
 
 

@@ -13,6 +13,17 @@ from torch import Tensor, nn
 from tcmcodec.layers.attention import WindowAttention, WindowKind
 
 
+def residual_add(branch: Tensor, skip: Tensor) -> Tensor:
+    """``skip + branch``; at inference written into ``branch`` (a fresh output of its layer).
+
+    Float addition is commutative, so the bits are those of ``skip + branch``; in place it
+    saves allocating and first-touching a full feature map per residual connection.
+    """
+    if torch.is_grad_enabled():
+        return skip + branch
+    return branch.add_(skip)
+
+
 class TransformerBlock(nn.Module):
     """Pre-norm transformer block on (B, H, W, C) maps: x + MSA(LN(x)), then x + MLP(LN(x)).
 
@@ -29,8 +40,8 @@ class TransformerBlock(nn.Module):
         )
 
     def forward(self, x: Tensor) -> Tensor:
-        x = x + self.msa(self.ln1(x))
-        return x + self.mlp(self.ln2(x))
+        x = residual_add(self.msa(self.ln1(x)), x)
+        return residual_add(self.mlp(self.ln2(x)), x)
 
 
 class ConvTransBlock(nn.Module):
@@ -52,9 +63,14 @@ class ConvTransBlock(nn.Module):
 
     def forward(self, x: Tensor) -> Tensor:
         conv_x, trans_x = torch.split(self.conv1_1(x), self.half_width, dim=1)
-        conv_x = self.conv_block(conv_x) + conv_x
+        if torch.is_grad_enabled():
+            conv_x = self.conv_block(conv_x) + conv_x
+        else:  # CompressAI's ResidualBlock (out + identity) with both sums in place
+            block = self.conv_block
+            out = block.leaky_relu(block.conv2(block.leaky_relu(block.conv1(conv_x))))
+            conv_x = out.add_(conv_x).add_(conv_x)
         trans_x = self.trans_block(trans_x.permute(0, 2, 3, 1)).permute(0, 3, 1, 2)
-        return x + self.conv1_2(torch.cat((conv_x, trans_x), dim=1))
+        return residual_add(self.conv1_2(torch.cat((conv_x, trans_x), dim=1)), x)
 
 
 def tcm_stage(half_width: int, depth: int, head_dim: int, window: int, mlp_ratio: int = 4) -> list[nn.Module]:
