@@ -6,7 +6,7 @@ Each (model, size, threads) case runs in a fresh subprocess so that peak residen
 the rANS calls. Random weights are fine for speed (the work does not depend on the values
 much; the bundled model is measured with its real weights).
 
-    python benchmarks/codec_speed.py --models tcm-s,default --sizes 768x512,1920x1080 --threads 1,2
+    python benchmarks/codec_speed.py --models default,tcm-s,tcm-m,tcm-l --threads 1,2
 """
 
 from __future__ import annotations
@@ -22,7 +22,8 @@ CASE = r"""
 import json, resource, statistics, sys, time
 import numpy as np, torch
 import compressai.ans as ans
-torch.set_num_threads({threads})
+device = "cuda" if "{threads}" == "cuda" else "cpu"
+torch.set_num_threads(2 if device == "cuda" else int("{threads}"))
 from tcmcodec.codec import encode_image, decode, load_model
 from tcmcodec.config import PRESETS
 from tcmcodec.model import TCM
@@ -31,6 +32,7 @@ if "{model}" == "default":
 else:
     torch.manual_seed(0)
     model = TCM(PRESETS["{model}"]).eval(); model.update(force=True)
+model = model.to(device)
 width, height = {width}, {height}
 rng = np.random.default_rng(0)
 # a smooth image with texture: closer to a photo's rate than noise
@@ -53,13 +55,19 @@ for i in range({repeats} + 1):
     if i or {repeats} == 0:
         enc.append(e); dec.append(d); enc_c.append(ec); dec_c.append(dc)
 peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+if device == "cuda":  # GPU memory instead of host memory
+    peak = torch.cuda.max_memory_allocated() / 2**20
 print(json.dumps(dict(encode_s=statistics.median(enc), decode_s=statistics.median(dec),
       encode_coding_s=statistics.median(enc_c), decode_coding_s=statistics.median(dec_c),
       peak_mb=peak, bpp=result.bits_per_pixel)))
 """
 
 
-def run_case(model: str, width: int, height: int, threads: int, repeats: int) -> dict:
+#: images at least this large get --large-repeats runs (4K: minutes per run)
+LARGE_PIXELS = 8_000_000
+
+
+def run_case(model: str, width: int, height: int, threads: str, repeats: int) -> dict:
     code = CASE.format(model=model, width=width, height=height, threads=threads, repeats=repeats)
     out = subprocess.run([sys.executable, "-W", "ignore", "-c", code], capture_output=True, text=True)
     if out.returncode != 0:
@@ -67,12 +75,21 @@ def run_case(model: str, width: int, height: int, threads: int, repeats: int) ->
     return json.loads(out.stdout.strip().splitlines()[-1])
 
 
+def _cuda_present() -> bool:
+    import torch
+
+    return torch.cuda.is_available()
+
+
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--models", default="tcm-s,default")
+    p.add_argument("--models", default="default,tcm-s,tcm-m,tcm-l")
     p.add_argument("--sizes", default="768x512,1920x1080,3840x2160")
-    p.add_argument("--threads", default="1,2")
+    p.add_argument("--threads", default="1,2" + (",cuda" if _cuda_present() else ""),
+                   help="CPU thread counts, and 'cuda' for a GPU row")
     p.add_argument("--repeats", type=int, default=3, help="warm runs per case (median)")
+    p.add_argument("--large-repeats", type=int, default=0,
+                   help="runs for images of 8 MP or more (0: one run, no warm-up)")
     p.add_argument("--json", help="also write the rows to this JSON file")
     args = p.parse_args(argv)
     rows = []
@@ -81,9 +98,10 @@ def main(argv=None) -> int:
     for model in args.models.split(","):
         for size in args.sizes.split(","):
             width, height = (int(v) for v in size.split("x"))
-            for threads in (int(t) for t in args.threads.split(",")):
+            for threads in args.threads.split(","):
                 start = time.perf_counter()
-                r = run_case(model, width, height, threads, args.repeats)
+                repeats = args.large_repeats if width * height >= LARGE_PIXELS else args.repeats
+                r = run_case(model, width, height, threads, repeats)
                 r.update(model=model, size=size, threads=threads, wall_s=time.perf_counter() - start)
                 rows.append(r)
                 if "error" in r:

@@ -34,16 +34,25 @@ def pointwise(x: Tensor, weight: Tensor, bias: Tensor | None) -> Tensor:
 
 
 class PointwiseConv2d(nn.Conv2d):
-    """A 1x1, stride-1 ``nn.Conv2d`` evaluated by :func:`pointwise`."""
+    """A 1x1, stride-1 ``nn.Conv2d`` evaluated by :func:`pointwise` at inference.
+
+    With autograd on (training) it is a plain convolution: bits do not matter there, and
+    one batched convolution is faster than a matrix product per image.
+    """
 
     def forward(self, x: Tensor) -> Tensor:
+        if torch.is_grad_enabled():
+            return super().forward(x)
         return pointwise(x, self.weight, self.bias)
 
 
 class PointwiseGDN(GDN):
-    """CompressAI's (inverse) GDN with its 1x1 convolution evaluated by :func:`pointwise`."""
+    """CompressAI's (inverse) GDN with its 1x1 convolution evaluated by :func:`pointwise`
+    at inference (CompressAI's own forward with autograd on)."""
 
     def forward(self, x: Tensor) -> Tensor:
+        if torch.is_grad_enabled():
+            return super().forward(x)
         beta = self.beta_reparam(self.beta)
         gamma = self.gamma_reparam(self.gamma)
         norm = pointwise(x * x, gamma, beta)
