@@ -21,11 +21,15 @@ from tcmcodec.config import PRESETS
 from tcmcodec.model import TCM
 from tcmcodec.train.losses import rate_distortion_loss
 from tcmcodec.train.loop import _split_parameters
+try:  # the trainer's optimiser (fused Adam where available)
+    from tcmcodec.train.loop import _adam
+except ImportError:  # older versions of the package, for before/after comparisons
+    _adam = lambda params, lr: torch.optim.Adam(params, lr)
 torch.manual_seed(0)
 cfg = PRESETS["{model}"]
 model = TCM(cfg).train()
 main, aux = _split_parameters(model)
-opt, aux_opt = torch.optim.Adam(main, 1e-4), torch.optim.Adam(aux, 1e-3)
+opt, aux_opt = _adam(main, 1e-4), _adam(aux, 1e-3)
 x = torch.rand({batch}, 3, {patch}, {patch})
 lam = torch.full(({batch},), 0.013)
 times = []

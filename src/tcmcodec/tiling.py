@@ -53,10 +53,11 @@ def plan_for(width: int, align: int) -> TilePlan:
 
     Feature-map memory per pixel grows with C, so narrower models get larger tiles and a
     higher threshold (fewer tiles, less halo overhead): tile = 512 * sqrt(128 / C) pixels,
-    rounded down to the alignment. The decoder derives the same plan from the model, so
+    rounded to the nearest multiple of the alignment (tcm-l: 384, not 256, whose 128-pixel
+    halo would make every tile compute 4x its area). The decoder derives the same plan from the model, so
     the reconstruction of a file does not depend on anything but the model and the size.
     """
-    tile = max(align, int(DEFAULT_TILING.tile * (REFERENCE_WIDTH / width) ** 0.5) // align * align)
+    tile = max(align, round(DEFAULT_TILING.tile * (REFERENCE_WIDTH / width) ** 0.5 / align) * align)
     halo = max(align, DEFAULT_TILING.halo // align * align)
     return TilePlan(tile=tile, halo=halo, threshold=int((THRESHOLD_TILES * tile) ** 2))
 

@@ -95,6 +95,7 @@ class WindowAttention(nn.Module):
             "position_index", relative_position_index(window), persistent=False
         )
         self._mask_cache: dict[tuple, WindowMask | None] = {}
+        self._dense_cache: tuple[Tensor, Tensor] | None = None
 
     @property
     def shift(self) -> int:
@@ -141,6 +142,19 @@ class WindowAttention(nn.Module):
         self._mask_cache[key] = mask
         return mask
 
+    def _dense_mask(self, mask: WindowMask | None, num_windows: int) -> Tensor | None:
+        """The mask for every window, (nW, 1, T, T), zeros where nothing is masked (kept
+        for the last map size: training sees the same patch size at every step)."""
+        if mask is None:
+            return None
+        windows, values = mask
+        cached = self._dense_cache
+        if cached is None or cached[0] is not values or cached[1].shape[0] != num_windows:
+            dense = values.new_zeros(num_windows, *values.shape[1:])
+            dense[windows] = values
+            cached = self._dense_cache = (values, dense)
+        return cached[1]
+
     def forward(self, x: Tensor) -> Tensor:
         batch, height, width, channels = x.shape
         w = self.window
@@ -160,7 +174,10 @@ class WindowAttention(nn.Module):
         scale = self.head_dim**-0.5
         per_window = batch * self.num_heads * (w * w) ** 2
         chunk = max(1, SCORE_CHUNK_ELEMENTS // per_window)
-        if chunk >= num_windows or torch.is_grad_enabled():
+        if torch.is_grad_enabled():  # training: one dense (nW, heads, T, T) addend, cheap to differentiate
+            dense = self._dense_mask(mask, num_windows)
+            out = _attend(q, k, v, bias if dense is None else bias + dense.to(q.dtype), None, scale)
+        elif chunk >= num_windows:
             out = _attend(q, k, v, bias, mask, scale)
         else:  # inference on a large map: bounded memory, same result
             out = torch.empty_like(q)
