@@ -321,6 +321,10 @@ class TCM(CompressionModel):
         }
 
     # ------------------------------------------------------------------ coding
+    def _branches_in_parallel(self) -> bool:
+        """Whether coding runs the mean and scale branches on two cores (it needs two threads)."""
+        return self.parallel_branches and torch.get_num_threads() > 1
+
     def _cdf_tables(self) -> tuple[list, list, list]:
         """The Gaussian CDF tables as the Python lists the rANS coder takes.
 
@@ -331,12 +335,12 @@ class TCM(CompressionModel):
         if gc._quantized_cdf.numel() == 0:
             raise RuntimeError("CDF tables are not built: call model.update() first")
         buffers = (gc._quantized_cdf, gc._cdf_length, gc._offset)
-        stamp = tuple((id(t), t._version) for t in buffers)
+        versions = tuple(t._version for t in buffers)
         cached = getattr(self, "_cdf_lists", None)
-        if cached is None or cached[0] != stamp or any(a is not b for a, b in zip(cached[1], buffers)):
+        if cached is None or cached[0] != versions or any(a is not b for a, b in zip(cached[1], buffers)):
             lists = (gc.quantized_cdf.tolist(), gc.cdf_length.reshape(-1).int().tolist(),
                      gc.offset.reshape(-1).int().tolist())
-            cached = self._cdf_lists = (stamp, buffers, lists)
+            cached = self._cdf_lists = (versions, buffers, lists)
         return cached[2]
 
     def scale_indexes(self, scale: Tensor) -> Tensor:
@@ -384,7 +388,7 @@ class TCM(CompressionModel):
                 )
             return q.to(mean.dtype) + mean
 
-        parallel = self.parallel_branches and torch.get_num_threads() > 1
+        parallel = self._branches_in_parallel()
         with fixed_threads(ENTROPY_PATH_THREADS):
             latent_means, latent_scales = self.hyper_parameters(z_hat, rate, parallel)
             y_hat = self._slice_loop(latent_means, latent_scales, to_symbols, parallel)
@@ -425,7 +429,7 @@ class TCM(CompressionModel):
             q = torch.stack(rows).reshape(mean.shape)
             return gc.dequantize(q, mean)
 
-        parallel = self.parallel_branches and torch.get_num_threads() > 1
+        parallel = self._branches_in_parallel()
         with fixed_threads(ENTROPY_PATH_THREADS):
             latent_means, latent_scales = self.hyper_parameters(z_hat, rate, parallel)
             return self._slice_loop(latent_means, latent_scales, from_stream, parallel)

@@ -63,12 +63,7 @@ class ConvTransBlock(nn.Module):
 
     def forward(self, x: Tensor) -> Tensor:
         conv_x, trans_x = torch.split(self.conv1_1(x), self.half_width, dim=1)
-        if torch.is_grad_enabled():
-            conv_x = self.conv_block(conv_x) + conv_x
-        else:  # CompressAI's ResidualBlock (out + identity) with both sums in place
-            block = self.conv_block
-            out = block.leaky_relu(block.conv2(block.leaky_relu(block.conv1(conv_x))))
-            conv_x = out.add_(conv_x).add_(conv_x)
+        conv_x = residual_add(self.conv_block(conv_x), conv_x)
         trans_x = self.trans_block(trans_x.permute(0, 2, 3, 1)).permute(0, 3, 1, 2)
         return residual_add(self.conv1_2(torch.cat((conv_x, trans_x), dim=1)), x)
 
