@@ -327,3 +327,15 @@ def test_encode_result_reports_size_mode_and_bpp(tiny_model):
     assert (result.width, result.height, result.mode) == (20, 10, "RGBA")
     assert result.bits_per_pixel == pytest.approx(8 * len(result.data) / 200)
     assert io.BytesIO(result.data).read(4) == container.MAGIC
+
+
+
+@pytest.mark.parametrize("pixels,reuses", [(768 * 512, True), (3840 * 2176, True), (7680 * 4352, False)])
+def test_allocator_reuses_freed_memory_up_to_4k_and_maps_large_blocks_beyond(monkeypatch, pixels, reuses):
+    from tcmcodec import runtime
+
+    calls: list[tuple[tuple[int, int], ...]] = []
+    monkeypatch.setattr(runtime, "_mallopt", lambda *settings: calls.append(settings) or True)
+    runtime.tune_allocator(pixels)
+    (settings,) = calls
+    assert ((runtime._M_MMAP_MAX, 0) in settings) == reuses

@@ -225,3 +225,20 @@ def test_tiling_policy_gives_narrow_models_larger_tiles_and_keeps_alignment():
         assert plan.tile % 128 == 0 and plan.halo % 128 == 0
     assert plan_for(128, 128).tile == 512
     assert not plan_for(128, 128).applies(768, 512)
+
+
+def test_tiled_transform_returns_free_memory_after_every_tile(monkeypatch):
+    from tcmcodec import tiling
+
+    released: list[int] = []
+    monkeypatch.setattr(tiling, "release_free_memory", lambda: released.append(1) or True)
+    out = tiling.tiled_apply(lambda t: t * 2, torch.ones(1, 1, 300, 200), tile=100, halo=10, scale=1.0)
+    assert torch.equal(out, torch.full((1, 1, 300, 200), 2.0))
+    assert len(released) == 3 * 2
+
+
+def test_release_free_memory_is_a_no_op_when_allocator_tuning_is_switched_off(monkeypatch):
+    from tcmcodec import runtime
+
+    monkeypatch.setenv(runtime.ENV_SWITCH, "0")
+    assert runtime.release_free_memory() is False and runtime.reuse_freed_memory() is False

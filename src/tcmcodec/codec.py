@@ -139,7 +139,7 @@ def encode_image(image: Any, model: ModelLike = None, quality: float | None = No
     pad = image_io.pad_amounts(height, width, net.config.pad_multiple)
     device = next(net.parameters()).device
     tiling = plan_for(net.config.width, net.config.pad_multiple)
-    tune_allocator(tiled=tiling.applies(height + pad[2] + pad[3], width + pad[0] + pad[1]))
+    tune_allocator((height + pad[2] + pad[3]) * (width + pad[0] + pad[1]))
     x = image_io.pad_tensor(image_io.to_tensor(loaded.rgb), pad).to(device)
     with torch.inference_mode():
         out = net.compress(x, level, tiling)
@@ -241,7 +241,7 @@ def decode_stream(stream: container.TcmStream, model: ModelLike = None) -> Image
         raise FormatError(f"quality {stream.quality} is out of range for {stream.model_name}")
     level = zoo.quality_to_level(stream.quality, net.rate_levels) if net.rate_levels else None
     tiling = plan_for(net.config.width, multiple)
-    tune_allocator(tiled=tiling.applies(padded_h, padded_w))
+    tune_allocator(padded_h * padded_w)
     ratio = HYPER_LATENT_STRIDE // LATENT_STRIDE
     y_string = _bounded_string(stream.strings[0], net.config.M * z_h * ratio * z_w * ratio)
     z_string = _bounded_string(stream.strings[1], net.config.hyper_channels * z_h * z_w)
