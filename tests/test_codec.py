@@ -329,7 +329,6 @@ def test_encode_result_reports_size_mode_and_bpp(tiny_model):
     assert io.BytesIO(result.data).read(4) == container.MAGIC
 
 
-
 @pytest.mark.parametrize("pixels,reuses", [(768 * 512, True), (3840 * 2176, True), (7680 * 4352, False)])
 def test_allocator_reuses_freed_memory_up_to_4k_and_maps_large_blocks_beyond(monkeypatch, pixels, reuses):
     from tcmcodec import runtime

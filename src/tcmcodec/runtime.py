@@ -65,13 +65,16 @@ def _libc() -> ctypes.CDLL | None:
         return None
 
 
-def _mallopt(*settings: tuple[int, int]) -> bool:
+def _tunable_libc() -> ctypes.CDLL | None:
+    """glibc, unless tuning is switched off (``TCMCODEC_TUNE_MALLOC=0``) or absent."""
     if os.environ.get(ENV_SWITCH, "1") == "0":
-        return False
-    libc = _libc()
-    if libc is None:
-        return False
-    return all(libc.mallopt(param, value) == 1 for param, value in settings)
+        return None
+    return _libc()
+
+
+def _mallopt(*settings: tuple[int, int]) -> bool:
+    libc = _tunable_libc()
+    return libc is not None and all(libc.mallopt(param, value) == 1 for param, value in settings)
 
 
 def reuse_freed_memory() -> bool:
@@ -92,7 +95,5 @@ def tune_allocator(pixels: int) -> bool:
 
 def release_free_memory() -> bool:
     """Give the free parts of the heap back to the system (``malloc_trim``)."""
-    if os.environ.get(ENV_SWITCH, "1") == "0":
-        return False
-    libc = _libc()
+    libc = _tunable_libc()
     return libc is not None and libc.malloc_trim(0) == 1
