@@ -95,6 +95,7 @@ class WindowAttention(nn.Module):
             "position_index", relative_position_index(window), persistent=False
         )
         self._mask_cache: dict[tuple, WindowMask | None] = {}
+        self._order_cache: dict[tuple, tuple[Tensor, Tensor]] = {}
         self._dense_cache: tuple[Tensor, Tensor] | None = None
 
     @property
@@ -142,6 +143,29 @@ class WindowAttention(nn.Module):
         self._mask_cache[key] = mask
         return mask
 
+    def _token_order(self, padded_h: int, padded_w: int, device: torch.device) -> tuple[Tensor, Tensor]:
+        """Where each window token comes from in the (padded) map, and the way back.
+
+        Returns ``order`` and its inverse, (Hp*Wp,) long tensors: window token ``i`` (windows
+        in row-major order, tokens row-major inside a window) is map position ``order[i]``
+        of the map rolled by -shift. One ``index_select`` with it does the roll and the
+        window partition in a single pass (the reference rolls, then partitions: three
+        copies of the map), and ``inverse`` merges the windows and rolls back.
+        """
+        key = (padded_h, padded_w, device)
+        cached = self._order_cache.get(key)
+        if cached is None:
+            w, shift = self.window, self.shift
+            rows = torch.arange(padded_h).reshape(padded_h // w, 1, w, 1)
+            cols = torch.arange(padded_w).reshape(1, padded_w // w, 1, w)
+            order = (((rows + shift) % padded_h) * padded_w + (cols + shift) % padded_w).reshape(-1)
+            inverse = torch.empty_like(order)
+            inverse[order] = torch.arange(order.numel())
+            if len(self._order_cache) > 32:
+                self._order_cache.clear()
+            cached = self._order_cache[key] = (order.to(device), inverse.to(device))
+        return cached
+
     def _dense_mask(self, mask: WindowMask | None, num_windows: int) -> Tensor | None:
         """The mask for every window, (nW, 1, T, T), zeros where nothing is masked (kept
         for the last map size: training sees the same patch size at every step)."""
@@ -162,9 +186,9 @@ class WindowAttention(nn.Module):
         padded_w = -(-width // w) * w
         if (padded_h, padded_w) != (height, width):
             x = F.pad(x, (0, 0, 0, padded_w - width, 0, padded_h - height))
-        if self.shift:
-            x = torch.roll(x, shifts=(-self.shift, -self.shift), dims=(1, 2))
-        windows = _partition(x, w)  # (B, nW, T, C)
+        order, inverse = self._token_order(padded_h, padded_w, x.device)
+        tokens = x.reshape(batch, padded_h * padded_w, channels)
+        windows = tokens.index_select(1, order).reshape(batch, -1, w * w, channels)  # (B, nW, T, C)
         num_windows = windows.shape[1]
         qkv = self.embedding_layer(windows)
         qkv = qkv.reshape(batch, num_windows, w * w, 3, self.num_heads, self.head_dim)
@@ -186,10 +210,8 @@ class WindowAttention(nn.Module):
                 out[:, part] = _attend(q[:, part], k[:, part], v[:, part], bias,
                                        _mask_part(mask, start, start + chunk), scale)
         out = out.transpose(2, 3).reshape(batch, num_windows, w * w, channels)
-        out = self.linear(out)
-        out = _merge(out, padded_h, padded_w, w)
-        if self.shift:
-            out = torch.roll(out, shifts=(self.shift, self.shift), dims=(1, 2))
+        out = self.linear(out).reshape(batch, padded_h * padded_w, channels)
+        out = out.index_select(1, inverse).reshape(batch, padded_h, padded_w, channels)
         if (padded_h, padded_w) != (height, width):
             out = out[:, :height, :width, :]
         return out
@@ -230,9 +252,3 @@ def _partition(x: Tensor, window: int) -> Tensor:
     x = x.reshape(batch, height // window, window, width // window, window, channels)
     return x.permute(0, 1, 3, 2, 4, 5).reshape(batch, -1, window * window, channels)
 
-
-def _merge(windows: Tensor, height: int, width: int, window: int) -> Tensor:
-    """Inverse of :func:`_partition`: (B, nW, w*w, C) -> (B, H, W, C)."""
-    batch, _, _, channels = windows.shape
-    x = windows.reshape(batch, height // window, width // window, window, window, channels)
-    return x.permute(0, 1, 3, 2, 4, 5).reshape(batch, height, width, channels)

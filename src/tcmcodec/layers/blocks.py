@@ -24,6 +24,19 @@ def residual_add(branch: Tensor, skip: Tensor) -> Tensor:
     return branch.add_(skip)
 
 
+def copy_to_channels_first(src: Tensor, dst: Tensor) -> None:
+    """Copy a contiguous (B, H, W, C) map into ``dst``, a (B, C, H, W) map whose images
+    are contiguous (e.g. a channel slice of a larger map).
+
+    One 2-D transpose per image takes PyTorch's blocked transpose copy; copying the 4-D
+    permuted view (what ``permute(0, 3, 1, 2)`` followed by a concatenation does) takes its
+    element-wise path, measured ~7x slower on a 256x384x64 map.
+    """
+    batch, height, width, channels = src.shape
+    for b in range(batch):
+        dst[b].view(channels, height * width).copy_(src[b].view(height * width, channels).t())
+
+
 class TransformerBlock(nn.Module):
     """Pre-norm transformer block on (B, H, W, C) maps: x + MSA(LN(x)), then x + MLP(LN(x)).
 
@@ -62,10 +75,17 @@ class ConvTransBlock(nn.Module):
         self.trans_block = TransformerBlock(half_width, head_dim, window, kind, mlp_ratio)
 
     def forward(self, x: Tensor) -> Tensor:
-        conv_x, trans_x = torch.split(self.conv1_1(x), self.half_width, dim=1)
-        conv_x = residual_add(self.conv_block(conv_x), conv_x)
-        trans_x = self.trans_block(trans_x.permute(0, 2, 3, 1)).permute(0, 3, 1, 2)
-        return residual_add(self.conv1_2(torch.cat((conv_x, trans_x), dim=1)), x)
+        mixed = self.conv1_1(x)
+        conv_x, trans_x = torch.split(mixed, self.half_width, dim=1)
+        if torch.is_grad_enabled():
+            conv_x = conv_x + self.conv_block(conv_x)
+            trans_x = self.trans_block(trans_x.permute(0, 2, 3, 1)).permute(0, 3, 1, 2)
+            return x + self.conv1_2(torch.cat((conv_x, trans_x), dim=1))
+        # inference: each path writes its result over its own input half of ``mixed``, so
+        # conv1_2 reads the two results without a concatenation copy (same values)
+        conv_x.add_(self.conv_block(conv_x))
+        copy_to_channels_first(self.trans_block(trans_x.permute(0, 2, 3, 1)), trans_x)
+        return residual_add(self.conv1_2(mixed), x)
 
 
 def tcm_stage(half_width: int, depth: int, head_dim: int, window: int, mlp_ratio: int = 4) -> list[nn.Module]:
@@ -89,9 +109,12 @@ class SwinBlock(nn.Module):
         self.block_2 = TransformerBlock(dim, head_dim, window, "SW", mlp_ratio)
 
     def forward(self, x: Tensor) -> Tensor:
-        x = x.permute(0, 2, 3, 1)
-        x = self.block_2(self.block_1(x))
-        return x.permute(0, 3, 1, 2)
+        out = self.block_2(self.block_1(x.permute(0, 2, 3, 1)))
+        if torch.is_grad_enabled():
+            return out.permute(0, 3, 1, 2)
+        contiguous = torch.empty_like(x, memory_format=torch.contiguous_format)
+        copy_to_channels_first(out, contiguous)
+        return contiguous
 
 
 class SWAtten(AttentionBlock):
