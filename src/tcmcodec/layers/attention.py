@@ -28,9 +28,11 @@ WindowMask = tuple[Tensor, Tensor]
 #: added to masked attention scores; exp() of it underflows to exactly 0 in float32, so the
 #: result equals masking with -inf, but a fully masked row (padding only) gives no NaN.
 MASKED_SCORE = -1.0e4
-#: attention scores are computed for at most this many elements at a time (windows are
-#: processed in chunks), which bounds the memory of large maps without changing results
-SCORE_CHUNK_ELEMENTS = 8 * 2**20
+#: at inference, windows are processed in chunks (embedding, attention, projection) of at
+#: most this many attention scores (4 MB): the chunk stays in cache and large maps need
+#: bounded memory; the results are those of one pass. g_a of tcm-s at 768x512 measured
+#: 10% faster (one thread) and 3-5% (two) than with 8 M-score chunks.
+SCORE_CHUNK_ELEMENTS = 2**20
 
 
 def relative_position_index(window: int) -> Tensor:
@@ -179,6 +181,15 @@ class WindowAttention(nn.Module):
             cached = self._dense_cache = (values, dense)
         return cached[1]
 
+    def _attend_windows(self, windows: Tensor, bias: Tensor, mask: WindowMask | None) -> Tensor:
+        """(B, n, T, C) windows -> (B, n, T, C): q/k/v embedding, attention per head,
+        output projection."""
+        batch, count, tokens, channels = windows.shape
+        qkv = self.embedding_layer(windows).reshape(batch, count, tokens, 3, self.num_heads, self.head_dim)
+        q, k, v = qkv.permute(3, 0, 1, 4, 2, 5).unbind(0)  # each (B, n, heads, T, d)
+        out = _attend(q, k, v, bias, mask, self.head_dim**-0.5)
+        return self.linear(out.transpose(2, 3).reshape(batch, count, tokens, channels))
+
     def forward(self, x: Tensor) -> Tensor:
         batch, height, width, channels = x.shape
         w = self.window
@@ -190,27 +201,20 @@ class WindowAttention(nn.Module):
         tokens = x.reshape(batch, padded_h * padded_w, channels)
         windows = tokens.index_select(1, order).reshape(batch, -1, w * w, channels)  # (B, nW, T, C)
         num_windows = windows.shape[1]
-        qkv = self.embedding_layer(windows)
-        qkv = qkv.reshape(batch, num_windows, w * w, 3, self.num_heads, self.head_dim)
-        q, k, v = qkv.permute(3, 0, 1, 4, 2, 5).unbind(0)  # each (B, nW, heads, T, d)
-        bias = self.relative_position_bias().to(q.dtype)  # (heads, T, T)
+        bias = self.relative_position_bias().to(x.dtype)  # (heads, T, T)
         mask = self._mask(height, width, padded_h, padded_w, x.device)
-        scale = self.head_dim**-0.5
-        per_window = batch * self.num_heads * (w * w) ** 2
-        chunk = max(1, SCORE_CHUNK_ELEMENTS // per_window)
+        chunk = max(1, SCORE_CHUNK_ELEMENTS // (batch * self.num_heads * (w * w) ** 2))
         if torch.is_grad_enabled():  # training: one dense (nW, heads, T, T) addend, cheap to differentiate
             dense = self._dense_mask(mask, num_windows)
-            out = _attend(q, k, v, bias if dense is None else bias + dense.to(q.dtype), None, scale)
+            out = self._attend_windows(windows, bias if dense is None else bias + dense.to(x.dtype), None)
         elif chunk >= num_windows:
-            out = _attend(q, k, v, bias, mask, scale)
-        else:  # inference on a large map: bounded memory, same result
-            out = torch.empty_like(q)
+            out = self._attend_windows(windows, bias, mask)
+        else:  # inference: windows in cache-sized chunks, same result
+            out = torch.empty_like(windows)
             for start in range(0, num_windows, chunk):
-                part = slice(start, start + chunk)
-                out[:, part] = _attend(q[:, part], k[:, part], v[:, part], bias,
-                                       _mask_part(mask, start, start + chunk), scale)
-        out = out.transpose(2, 3).reshape(batch, num_windows, w * w, channels)
-        out = self.linear(out).reshape(batch, padded_h * padded_w, channels)
+                out[:, start : start + chunk] = self._attend_windows(
+                    windows[:, start : start + chunk], bias, _mask_part(mask, start, start + chunk))
+        out = out.reshape(batch, padded_h * padded_w, channels)
         out = out.index_select(1, inverse).reshape(batch, padded_h, padded_w, channels)
         if (padded_h, padded_w) != (height, width):
             out = out[:, :height, :width, :]
