@@ -3,7 +3,8 @@
 It reuses a :class:`tcmcodec.model.TCM`'s parameters but recomputes everything the way the
 reference implementation is described: window attention with ``einsum``, an explicit
 boolean shift mask rebuilt on every call and ``-inf`` masking, the relative-position bias
-gathered per call, every 1x1 convolution through ``F.conv2d``, and the slice loop spelled
+gathered per call, the transformer and TCM blocks on whole maps with permuted views and a
+concatenation, every 1x1 convolution through ``F.conv2d``, and the slice loop spelled
 out (mean branch, then scale branch) with symbols collected in Python lists. Tests compare
 the optimised model against it.
 """
@@ -18,6 +19,7 @@ from compressai.ans import BufferedRansEncoder
 from torch import Tensor
 
 from tcmcodec.layers.attention import WindowAttention
+from tcmcodec.layers.blocks import ConvTransBlock, SwinBlock, TransformerBlock
 from tcmcodec.layers.pointwise import PointwiseConv2d, PointwiseGDN
 
 
@@ -73,17 +75,46 @@ def _plain_gdn(self, x):
     return x * norm
 
 
+def _plain_transformer_block(self, x):
+    x = x + self.msa(self.ln1(x))
+    return x + self.mlp(self.ln2(x))
+
+
+def _plain_conv_trans_block(self, x):
+    conv_x, trans_x = torch.split(self.conv1_1(x), self.half_width, dim=1)
+    conv_x = self.conv_block(conv_x) + conv_x
+    trans_x = self.trans_block(trans_x.permute(0, 2, 3, 1)).permute(0, 3, 1, 2)
+    return x + self.conv1_2(torch.cat((conv_x, trans_x), dim=1))
+
+
+def _plain_swin_block(self, x):
+    x = self.block_2(self.block_1(x.permute(0, 2, 3, 1)))
+    return x.permute(0, 3, 1, 2)
+
+
+#: (class, attribute, straightforward replacement) swapped in by straightforward_layers
+_STRAIGHTFORWARD = (
+    (WindowAttention, "forward", reference_window_attention),
+    (TransformerBlock, "forward", _plain_transformer_block),
+    (ConvTransBlock, "forward", _plain_conv_trans_block),
+    (SwinBlock, "forward", _plain_swin_block),
+    (PointwiseConv2d, "forward", _plain_conv),
+    (PointwiseGDN, "forward", _plain_gdn),
+)
+
+
 @contextlib.contextmanager
 def straightforward_layers():
-    """Swap the optimised attention / pointwise layers for the reference computations."""
-    saved = (WindowAttention.forward, PointwiseConv2d.forward, PointwiseGDN.forward)
-    WindowAttention.forward = reference_window_attention
-    PointwiseConv2d.forward = _plain_conv
-    PointwiseGDN.forward = _plain_gdn
+    """Swap the optimised layers (attention, transformer / TCM / Swin blocks, pointwise
+    convolutions and GDN) for the reference computations."""
+    saved = [(cls, name, cls.__dict__[name]) for cls, name, _ in _STRAIGHTFORWARD]
+    for cls, name, plain in _STRAIGHTFORWARD:
+        setattr(cls, name, plain)
     try:
         yield
     finally:
-        WindowAttention.forward, PointwiseConv2d.forward, PointwiseGDN.forward = saved
+        for cls, name, original in saved:
+            setattr(cls, name, original)
 
 
 def _slice_params(model, i, latent_means, latent_scales, y_hat_slices):

@@ -166,6 +166,28 @@ def test_window_attention_equals_the_reference_bit_for_bit(kind, chunk_elements,
             assert torch.equal(msa(x), reference_window_attention(msa, x))  # cached mask
 
 
+@pytest.mark.parametrize("mlp_chunk_elements", [None, 37 * 64])
+def test_tcm_and_swin_blocks_equal_the_plain_computation_bit_for_bit(mlp_chunk_elements, monkeypatch):
+    """In-place path outputs (no concatenation), the 2-D transposes back to channels-first
+    and the MLP in token chunks (here 26 chunks of 36-37 tokens) change no bit."""
+    import reference_tcm
+    from tcmcodec.layers import blocks
+
+    if mlp_chunk_elements is not None:
+        monkeypatch.setattr(blocks, "MLP_CHUNK_ELEMENTS", mlp_chunk_elements)
+    torch.manual_seed(5)
+    tcm_block = blocks.ConvTransBlock(16, 8, 8, "SW").eval()
+    swin = blocks.SwinBlock(32, 8, 4).eval()
+    for shape in [(1, 32, 24, 40), (2, 32, 16, 8)]:
+        x = torch.randn(shape)
+        with torch.inference_mode():
+            ours = tcm_block(x), swin(x)
+            with reference_tcm.straightforward_layers():
+                plain = tcm_block(x), swin(x)
+        assert all(torch.equal(a, b) for a, b in zip(ours, plain))
+        assert ours[1].is_contiguous()
+
+
 def test_scale_indexes_equal_compressais_build_indexes(tiny_model):
     gc = tiny_model.gaussian_conditional
     table = gc.scale_table

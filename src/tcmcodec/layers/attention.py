@@ -8,9 +8,10 @@ position bias, as used by TCM's transformer path (Liu et al., CVPR 2023, Fig. 3;
 
 Unlike the reference, the relative-position index is computed once (a non-persistent
 buffer), shift masks are cached per feature-map size and stored (and added) only for the
-windows that mask anything, attention is an explicit matmul / softmax / matmul, and maps
-whose sides are not multiples of the window are padded internally with the padded keys
-masked out.
+windows that mask anything, the cyclic shift and window partition are one gather (and the
+merge one more), attention is an explicit matmul / softmax / matmul run on cache-sized
+chunks of windows at inference, and maps whose sides are not multiples of the window are
+padded internally with the padded keys masked out.
 """
 
 from __future__ import annotations
@@ -209,11 +210,13 @@ class WindowAttention(nn.Module):
             out = self._attend_windows(windows, bias if dense is None else bias + dense.to(x.dtype), None)
         elif chunk >= num_windows:
             out = self._attend_windows(windows, bias, mask)
-        else:  # inference: windows in cache-sized chunks, same result
+        else:  # inference: windows in near-equal cache-sized chunks, same result
             out = torch.empty_like(windows)
-            for start in range(0, num_windows, chunk):
-                out[:, start : start + chunk] = self._attend_windows(
-                    windows[:, start : start + chunk], bias, _mask_part(mask, start, start + chunk))
+            count = -(-num_windows // chunk)
+            bounds = [num_windows * i // count for i in range(count + 1)]
+            for start, stop in zip(bounds, bounds[1:]):
+                out[:, start:stop] = self._attend_windows(
+                    windows[:, start:stop], bias, _mask_part(mask, start, stop))
         out = out.reshape(batch, padded_h * padded_w, channels)
         out = out.index_select(1, inverse).reshape(batch, padded_h, padded_w, channels)
         if (padded_h, padded_w) != (height, width):
