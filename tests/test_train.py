@@ -70,6 +70,19 @@ def test_variable_rate_training_resumes_exactly_too(image_folder, tmp_path):
     assert all(torch.allclose(a[k].float(), b[k].float(), atol=1e-6) for k in a)
 
 
+def test_resume_keeps_the_runs_learning_rate_unless_a_new_one_is_given(image_folder, tmp_path):
+    out = tmp_path / "run"
+    train(_settings(image_folder, out, steps=2, lr=3e-4))
+    lr = lambda: torch.load(out / LATEST, weights_only=True)["optimizer"]["param_groups"][0]["lr"]  # noqa: E731
+    train(_settings(image_folder, out, steps=3, lr=None, resume=True))
+    assert lr() == pytest.approx(3e-4)
+    train(_settings(image_folder, out, steps=4, lr=1e-4, resume=True))
+    assert lr() == pytest.approx(1e-4)
+    # new milestones hold from the resume on; one already passed applies at once
+    train(_settings(image_folder, out, steps=6, lr=2e-4, milestones=[3, 5], gamma=0.5, resume=True))
+    assert lr() == pytest.approx(2e-4 * 0.5 * 0.5)
+
+
 def test_checkpoint_holds_everything_needed_and_loads_safely(image_folder, tmp_path):
     out = tmp_path / "run"
     train(_settings(image_folder, out, steps=2, val=str(image_folder / "a"), val_every=1))

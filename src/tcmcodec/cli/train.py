@@ -21,7 +21,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     length = p.add_mutually_exclusive_group(required=True)
     length.add_argument("--steps", type=int, help="total optimisation steps")
     length.add_argument("--epochs", type=float, help="total passes over the training images")
-    p.add_argument("--lr", type=float, default=1e-4)
+    p.add_argument("--lr", type=float, default=None,
+                   help="learning rate (default 1e-4; with --resume: keep the run's unless given)")
     p.add_argument("--aux-lr", type=float, default=1e-3)
     p.add_argument("--milestones", type=int, nargs="*", default=[], metavar="STEP",
                    help="steps at which the learning rate is multiplied by --gamma")

@@ -18,6 +18,7 @@ import random
 import sys
 import time
 import warnings
+from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -43,6 +44,8 @@ MAX_BAD_STEPS = 20
 #: the authors' gradient clipping and auxiliary learning rate
 DEFAULT_CLIP = 1.0
 DEFAULT_AUX_LR = 1e-3
+#: learning rate of a new run when none is given (the authors' Adam setting)
+DEFAULT_LR = 1e-4
 #: training crops must keep the hyper-latent (1/64) whole
 PATCH_MULTIPLE = 64
 
@@ -60,7 +63,8 @@ class TrainSettings:
     batch_size: int = 8
     steps: int | None = None
     epochs: float | None = None
-    lr: float = 1e-4
+    #: base learning rate; None: DEFAULT_LR for a new run, the checkpoint's for a resumed one
+    lr: float | None = None
     aux_lr: float = DEFAULT_AUX_LR
     milestones: list[int] = field(default_factory=list)
     gamma: float = 0.1
@@ -237,7 +241,7 @@ class Trainer:
         if settings.init:
             self._load_init(settings.init)
         main_params, aux_params = _split_parameters(self.model)
-        self.optimizer = _adam(main_params, settings.lr)
+        self.optimizer = _adam(main_params, DEFAULT_LR if settings.lr is None else settings.lr)
         self.aux_optimizer = _adam(aux_params, settings.aux_lr)
         self.scheduler = torch.optim.lr_scheduler.MultiStepLR(
             self.optimizer, milestones=list(settings.milestones), gamma=settings.gamma
@@ -304,12 +308,26 @@ class Trainer:
         self.aux_optimizer.load_state_dict(data["aux_optimizer"])
         self.scheduler.load_state_dict(data["scheduler"])
         self.step = int(data["step"])
+        self._apply_schedule_from_settings()
         self.best_loss = float(data["best_loss"])
         rng = data["rng"]
         if "per_rank" in rng:
             states = rng["per_rank"]
             rng = states[self.rank] if self.rank < len(states) else states[0]
         _set_rng_state(rng)
+
+    def _apply_schedule_from_settings(self) -> None:
+        """After a resume, the command line's milestones and gamma (and --lr, when given)
+        hold from here on: lr = base * gamma ** (milestones already passed)."""
+        self.scheduler.milestones = Counter(self.s.milestones)
+        self.scheduler.gamma = self.s.gamma
+        if self.s.lr is None:
+            return
+        passed = sum(1 for milestone in self.s.milestones if milestone <= self.step)
+        self.scheduler.base_lrs = [self.s.lr for _ in self.optimizer.param_groups]
+        for group in self.optimizer.param_groups:
+            group["initial_lr"] = self.s.lr
+            group["lr"] = self.s.lr * self.s.gamma**passed
 
     # -------------------------------------------------------------- steps
     def _lambdas(self, levels: torch.Tensor) -> torch.Tensor:
