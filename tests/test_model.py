@@ -245,8 +245,9 @@ def test_tiling_policy_gives_narrow_models_larger_tiles_and_keeps_alignment():
     assert narrow.tile > wide.tile and narrow.threshold > wide.threshold
     for plan in (wide, narrow, plan_for(128, 128)):
         assert plan.tile % 128 == 0 and plan.halo % 128 == 0
-    assert plan_for(128, 128).tile == 512
-    assert not plan_for(128, 128).applies(768, 512)
+    assert plan_for(128, 128).tile == 768 and plan_for(32, 128).tile == 1024  # tcm-s; bundled (capped)
+    assert not plan_for(128, 128).applies(1152, 1920)  # 1920x1080 (padded) is coded whole
+    assert plan_for(128, 128).applies(2176, 3840)
 
 
 def test_tiled_transform_returns_free_memory_after_every_tile(monkeypatch):

@@ -34,32 +34,36 @@ class TilePlan:
         threshold: images with at most this many (padded) pixels are not tiled.
     """
 
-    tile: int = 512
+    tile: int = 768
     halo: int = 128
-    threshold: int = 1280 * 1280
+    threshold: int = 1536 * 1536
 
     def applies(self, height: int, width: int) -> bool:
         return height * width > self.threshold
 
 
-#: the paper's small model: 512-pixel tiles keep a 4K tcm-s encode under 3 GB
+#: the paper's small model: 768-pixel tiles keep a 4K tcm-s encode or decode under 3 GB
+#: (2.5 / 2.7 GB measured) and 1920x1080 is coded whole (2.7 / 2.8 GB)
 DEFAULT_TILING = TilePlan()
 #: channel width C = 2N that DEFAULT_TILING is sized for (tcm-s)
 REFERENCE_WIDTH = 128
 #: images up to (THRESHOLD_TILES * tile)^2 pixels are coded whole
-THRESHOLD_TILES = 2.5
+THRESHOLD_TILES = 2.0
+#: no model gets larger tiles (the bundled tcm-cpu would code 4K whole at 3.1 GB)
+MAX_TILE = 1024
 
 
 def plan_for(width: int, align: int) -> TilePlan:
     """The tiling policy for a model of channel width ``width`` (C = 2N).
 
     Feature-map memory per pixel grows with C, so narrower models get larger tiles and a
-    higher threshold (fewer tiles, less halo overhead): tile = 512 * sqrt(128 / C) pixels,
-    rounded to the nearest multiple of the alignment (tcm-l: 384, not 256, whose 128-pixel
-    halo would make every tile compute 4x its area). The decoder derives the same plan from the model, so
+    higher threshold (fewer tiles, less halo overhead): tile = 768 * sqrt(128 / C) pixels,
+    rounded to the nearest multiple of the alignment, at most MAX_TILE (tcm-s 768, tcm-m
+    640, tcm-l 512, the bundled tcm-cpu 1024). The decoder derives the same plan from the model, so
     the reconstruction of a file does not depend on anything but the model and the size.
     """
-    tile = max(align, round(DEFAULT_TILING.tile * (REFERENCE_WIDTH / width) ** 0.5 / align) * align)
+    tile = round(DEFAULT_TILING.tile * (REFERENCE_WIDTH / width) ** 0.5 / align) * align
+    tile = max(align, min(tile, MAX_TILE // align * align))
     halo = max(align, DEFAULT_TILING.halo // align * align)
     return TilePlan(tile=tile, halo=halo, threshold=int((THRESHOLD_TILES * tile) ** 2))
 
