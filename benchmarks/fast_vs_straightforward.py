@@ -2,8 +2,9 @@
 
 The straightforward path (``tests/reference_tcm.py``) computes what the authors' code
 computes the way it computes it: einsum attention with an explicit mask rebuilt on every
-call and -inf masking, the relative-position bias gathered per call, 1x1 convolutions
-through F.conv2d, the mean and scale branches one after the other, symbols through Python
+call and -inf masking, the relative-position bias gathered per call, transformer and TCM
+blocks on whole maps with permuted views and a concatenation, 1x1 convolutions through
+F.conv2d, the mean and scale branches one after the other, symbols through Python
 lists, and the process's default glibc allocator.
 
 Each path runs in its own fresh process, as a user would run it (the codec tunes the
