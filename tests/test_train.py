@@ -46,8 +46,8 @@ def _settings(data: Path, out: Path, **kw) -> TrainSettings:
     return TrainSettings(**base)
 
 
-def _weights(out: Path) -> dict[str, torch.Tensor]:
-    return torch.load(out / LATEST, weights_only=True)["state_dict"]
+def _weights(out: Path, key: str = "state_dict") -> dict[str, torch.Tensor]:
+    return torch.load(out / LATEST, weights_only=True)[key]
 
 
 def test_resumed_run_equals_an_uninterrupted_one(image_folder, tmp_path):
@@ -55,10 +55,11 @@ def test_resumed_run_equals_an_uninterrupted_one(image_folder, tmp_path):
         train(_settings(image_folder, tmp_path / "straight", steps=6, milestones=[4]))
         train(_settings(image_folder, tmp_path / "split", steps=3, milestones=[4]))
         train(_settings(image_folder, tmp_path / "split", steps=6, milestones=[4], resume=True))
-    a, b = _weights(tmp_path / "straight"), _weights(tmp_path / "split")
     assert torch.load(tmp_path / "split" / LATEST, weights_only=True)["step"] == 6
-    for key in a:
-        assert torch.allclose(a[key].float(), b[key].float(), atol=1e-6), key
+    for kind in ("state_dict", "ema_state_dict"):  # the weights and their moving average
+        a, b = _weights(tmp_path / "straight", kind), _weights(tmp_path / "split", kind)
+        for key in a:
+            assert torch.allclose(a[key].float(), b[key].float(), atol=1e-6), (kind, key)
 
 
 def test_variable_rate_training_resumes_exactly_too(image_folder, tmp_path):
@@ -185,9 +186,42 @@ def test_torchrun_with_two_cpu_processes_trains_and_checkpoints_once(image_folde
 
 def test_init_starts_from_the_given_weights(image_folder, tmp_path):
     train(_settings(image_folder, tmp_path / "first", steps=2))
-    trained = _weights(tmp_path / "first")
+    trained = _weights(tmp_path / "first", "ema_state_dict")  # a run's weights are its average
     trainer = Trainer(_settings(image_folder, tmp_path / "second", lmbda=0.002,
                                 init=str(tmp_path / "first" / LATEST)))
     fresh = trainer.model.state_dict()
     assert torch.equal(fresh["g_a.0.conv1.weight"], trained["g_a.0.conv1.weight"])
     assert torch.equal(fresh["entropy_bottleneck.quantiles"], trained["entropy_bottleneck.quantiles"])
+
+
+def test_moving_average_follows_the_warmed_up_formula_and_is_what_export_takes(image_folder, tmp_path):
+    trainer = Trainer(_settings(image_folder, tmp_path / "run", ema_decay=0.5))
+    params = dict(trainer.model.named_parameters())
+    expected = {k: p.detach().clone() for k, p in params.items()}
+    loader = iter(torch.utils.data.DataLoader(RandomCropDataset(trainer.train_paths, 64, seed=1), batch_size=2))
+    for t in range(4):
+        trainer.train_step(next(loader))
+        decay = min(0.5, (1 + t) / (10 + t))  # warm-up: 0.1, 0.18, ... then the decay itself
+        for k, p in params.items():
+            expected[k] = decay * expected[k] + (1 - decay) * p.detach()
+    averaged = dict(trainer.average.model.named_parameters())
+    assert all(torch.allclose(averaged[k], expected[k], atol=1e-6) for k in expected)
+    assert not torch.equal(averaged["g_a.0.conv1.weight"], params["g_a.0.conv1.weight"])
+    trainer.save()
+    from tcmcodec.checkpoints import extract_state_dict, read_checkpoint
+
+    taken = extract_state_dict(read_checkpoint(tmp_path / "run" / LATEST))
+    assert torch.equal(taken["g_a.0.conv1.weight"], averaged["g_a.0.conv1.weight"])
+
+
+def test_without_the_average_checkpoints_hold_and_give_the_raw_weights(image_folder, tmp_path):
+    out = tmp_path / "run"
+    train(_settings(image_folder, out, steps=2, ema_decay=0.0))
+    ckpt = torch.load(out / LATEST, weights_only=True)
+    assert "ema_state_dict" not in ckpt
+    from tcmcodec.checkpoints import extract_state_dict
+
+    assert torch.equal(extract_state_dict(ckpt)["g_a.0.conv1.weight"], ckpt["state_dict"]["g_a.0.conv1.weight"])
+    # switching the average on for an old run starts it from the run's current weights
+    train(_settings(image_folder, out, steps=3, resume=True))
+    assert torch.load(out / LATEST, weights_only=True)["ema"]["updates"] == 1

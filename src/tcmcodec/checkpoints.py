@@ -50,8 +50,12 @@ def read_checkpoint(path: str | os.PathLike) -> dict[str, Any]:
 
 
 def extract_state_dict(data: Mapping[str, Any]) -> dict[str, Tensor]:
-    """The model state dict of a checkpoint, normalised to our key names."""
-    state = data.get("state_dict", data)
+    """The model state dict of a checkpoint, normalised to our key names.
+
+    A training checkpoint of ours that keeps a moving average of the weights gives the
+    average (``ema_state_dict``), the weights validation measured; others ``state_dict``.
+    """
+    state = data.get("ema_state_dict", data.get("state_dict", data))
     if not isinstance(state, Mapping):
         raise ModelNotFoundError("checkpoint has no state dict")
     out: dict[str, Tensor] = {}

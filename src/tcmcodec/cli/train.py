@@ -42,6 +42,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--threads", type=int, help="torch CPU threads")
     p.add_argument("--max-level", type=float, default=None,
                    help="variable-rate models: train only rate levels up to this one")
+    p.add_argument("--ema-decay", type=float, default=None, metavar="D",
+                   help="decay of the weights' moving average, which is validated and exported "
+                        "(default 0.999; 0: off)")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
 
 
@@ -68,6 +71,8 @@ def run(args: argparse.Namespace) -> int:
         device=args.device, amp=args.amp, threads=args.threads, progress=not args.no_progress,
         max_level=args.max_level,
     )
+    if args.ema_decay is not None:
+        settings.ema_decay = args.ema_decay
     metrics = train(settings)
     if metrics:
         print(f"done: step {metrics.get('step', '')} loss {metrics['loss']:.4f} bpp {metrics['bpp']:.4f} "

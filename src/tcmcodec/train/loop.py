@@ -2,8 +2,9 @@
 
 One :class:`TrainSettings` describes a run; :func:`train` runs it. Checkpoints
 (``checkpoint-latest.pth.tar`` and ``checkpoint-best.pth.tar`` in the output folder) hold
-the model weights and config, the step, both optimizers, the scheduler and every RNG
-state, and are written atomically, so ``resume=True`` continues exactly where the last
+the model weights and config, the step, both optimizers, the scheduler, every RNG state and
+the moving average of the weights (``ema_state_dict``: what validation measures and what
+``tcm export`` / ``--init`` / ``tcm eval`` take from a training checkpoint), and are written atomically, so ``resume=True`` continues exactly where the last
 checkpoint left off and killing the process loses at most the work since then.
 """
 
@@ -33,6 +34,7 @@ from tcmcodec.checkpoints import DERIVED_BUFFERS, extract_state_dict, read_check
 from tcmcodec.config import TCMConfig, get_preset
 from tcmcodec.errors import TcmError
 from tcmcodec.model import TCM
+from tcmcodec.train.ema import WeightAverage
 from tcmcodec.train.data import RandomCropDataset, StepSampler, list_images, load_validation, split_holdout
 from tcmcodec.train.losses import Metric, rate_distortion_loss
 
@@ -48,6 +50,8 @@ DEFAULT_AUX_LR = 1e-3
 DEFAULT_LR = 1e-4
 #: training crops must keep the hyper-latent (1/64) whole
 PATCH_MULTIPLE = 64
+#: decay of the weights' moving average: a horizon of ~1000 steps (docs/training.md)
+DEFAULT_EMA_DECAY = 0.999
 
 
 @dataclass
@@ -83,6 +87,8 @@ class TrainSettings:
     threads: int | None = None
     progress: bool = True
     max_level: float | None = None
+    #: moving average of the weights (validated, exported); 0 switches it off
+    ema_decay: float = DEFAULT_EMA_DECAY
 
 
 class TrainingError(TcmError):
@@ -246,6 +252,9 @@ class Trainer:
         self.scheduler = torch.optim.lr_scheduler.MultiStepLR(
             self.optimizer, milestones=list(settings.milestones), gamma=settings.gamma
         )
+        if not 0.0 <= settings.ema_decay < 1.0:
+            raise TrainingError(f"--ema-decay must be in [0, 1), got {settings.ema_decay}")
+        self.average = WeightAverage(self.model, settings.ema_decay) if settings.ema_decay else None
         self.step = 0
         self.best_loss = math.inf
         self.bad_steps = 0
@@ -275,7 +284,7 @@ class Trainer:
             states: list[Any] = [None] * self.world
             dist.all_gather_object(states, rng)
             rng = {"per_rank": states}
-        return {
+        payload: dict[str, Any] = {
             "format": CHECKPOINT_FORMAT,
             "state_dict": self.model.state_dict(),
             "config": self.config.to_dict(),
@@ -288,6 +297,11 @@ class Trainer:
             "best_loss": self.best_loss,
             "world_size": self.world,
         }
+        if self.average is not None:
+            self.average.sync_buffers(self.model)
+            payload["ema"] = {"decay": self.average.decay, "updates": self.average.updates}
+            payload["ema_state_dict"] = self.average.model.state_dict()
+        return payload
 
     def save(self, best: bool = False) -> None:
         payload = self.checkpoint()  # collective under DDP: every rank calls it
@@ -304,6 +318,12 @@ class Trainer:
         if TCMConfig.from_dict(data["config"]).replace(name=self.config.name) != self.config:
             raise TrainingError(f"{path} was trained with another model config; use another --out")
         self.model.load_state_dict(data["state_dict"])
+        if self.average is not None:
+            if "ema_state_dict" in data:
+                self.average.load_state_dict(
+                    {"updates": data["ema"]["updates"], "weights": data["ema_state_dict"]})
+            else:  # a run from before the average (or with it off): start it from here
+                self.average = WeightAverage(self.model, self.s.ema_decay)
         self.optimizer.load_state_dict(data["optimizer"])
         self.aux_optimizer.load_state_dict(data["aux_optimizer"])
         self.scheduler.load_state_dict(data["scheduler"])
@@ -377,24 +397,35 @@ class Trainer:
         aux = self.model.aux_loss()
         aux.backward()
         self.aux_optimizer.step()
+        if self.average is not None:
+            self.average.update(self.model)
         self.scheduler.step()
         result = {k: float(v.detach()) for k, v in metrics.items()}
         result["aux"] = float(aux.detach())
         return result
 
-    @torch.no_grad()
     def validate(self) -> dict[str, float] | None:
-        """Estimated bpp, PSNR and MS-SSIM on the validation images, at every rate level."""
+        """Estimated bpp and PSNR on the validation images at every rate level, of the
+        averaged weights when the run keeps an average (the raw weights' under ``raw_``)."""
         if not self.val_images:
             return None
-        self.model.eval()
+        if self.average is None:
+            return self._validate(self.model)
+        self.average.sync_buffers(self.model)
+        totals = self._validate(self.average.model)
+        totals.update({f"raw_{k}": v for k, v in self._validate(self.model).items()})
+        return totals
+
+    @torch.no_grad()
+    def _validate(self, model: nn.Module) -> dict[str, float]:
+        model.eval()
         levels = list(range(self.config.rate_levels)) if self.config.variable_rate else [None]
         totals: dict[str, float] = {}
         for level in levels:
             lam = self.config.rate_lambdas[level] if level is not None else float(self.s.lmbda)
             for image in self.val_images:
                 x = image.to(self.device)
-                out = self.model(x, float(level)) if level is not None else self.model(x)
+                out = model(x, float(level)) if level is not None else model(x)
                 out["x_hat"] = out["x_hat"].clamp(0, 1)
                 m = rate_distortion_loss(out, x, torch.tensor([lam], device=self.device), self.s.metric)
                 tag = "" if level is None else f"@{level}"
