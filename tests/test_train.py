@@ -225,3 +225,13 @@ def test_without_the_average_checkpoints_hold_and_give_the_raw_weights(image_fol
     # switching the average on for an old run starts it from the run's current weights
     train(_settings(image_folder, out, steps=3, resume=True))
     assert torch.load(out / LATEST, weights_only=True)["ema"]["updates"] == 1
+
+
+def test_a_time_limit_stops_after_a_checkpoint_and_the_run_resumes_from_it(image_folder, tmp_path):
+    out = tmp_path / "run"
+    train(_settings(image_folder, out, steps=5, max_minutes=1e-9))  # out of time after one step
+    assert torch.load(out / LATEST, weights_only=True)["step"] == 1
+    train(_settings(image_folder, out, steps=5, resume=True))
+    assert torch.load(out / LATEST, weights_only=True)["step"] == 5
+    with pytest.raises(TrainingError, match="max-minutes"):
+        Trainer(_settings(image_folder, out, max_minutes=0))

@@ -45,6 +45,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--ema-decay", type=float, default=None, metavar="D",
                    help="decay of the weights' moving average, which is validated and exported "
                         "(default 0.999; 0: off)")
+    p.add_argument("--max-minutes", type=float, default=None, metavar="MIN",
+                   help="stop after this much wall-clock time (checkpoint and validate first; "
+                        "--resume continues)")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
 
 
@@ -69,12 +72,12 @@ def run(args: argparse.Namespace) -> int:
         val_split=args.val_split, val_every=args.val_every, val_max_side=args.val_max_side,
         checkpoint_minutes=args.checkpoint_minutes, resume=args.resume, init=args.init,
         device=args.device, amp=args.amp, threads=args.threads, progress=not args.no_progress,
-        max_level=args.max_level,
+        max_level=args.max_level, max_minutes=args.max_minutes,
     )
     if args.ema_decay is not None:
         settings.ema_decay = args.ema_decay
     metrics = train(settings)
     if metrics:
-        print(f"done: step {metrics.get('step', '')} loss {metrics['loss']:.4f} bpp {metrics['bpp']:.4f} "
+        print(f"done: step {int(metrics['step'])} loss {metrics['loss']:.4f} bpp {metrics['bpp']:.4f} "
               f"PSNR {metrics['psnr']:.2f} dB, {metrics['patches_per_s']:.2f} patches/s")
     return 0

@@ -89,6 +89,8 @@ class TrainSettings:
     max_level: float | None = None
     #: moving average of the weights (validated, exported); 0 switches it off
     ema_decay: float = DEFAULT_EMA_DECAY
+    #: stop (checkpoint, validate) after this much wall-clock time; resumable like any stop
+    max_minutes: float | None = None
 
 
 class TrainingError(TcmError):
@@ -252,6 +254,8 @@ class Trainer:
         self.scheduler = torch.optim.lr_scheduler.MultiStepLR(
             self.optimizer, milestones=list(settings.milestones), gamma=settings.gamma
         )
+        if settings.max_minutes is not None and settings.max_minutes <= 0:
+            raise TrainingError(f"--max-minutes must be positive, got {settings.max_minutes}")
         if not 0.0 <= settings.ema_decay < 1.0:
             raise TrainingError(f"--ema-decay must be in [0, 1), got {settings.ema_decay}")
         self.average = WeightAverage(self.model, settings.ema_decay) if settings.ema_decay else None
@@ -434,6 +438,14 @@ class Trainer:
         totals["loss"] = sum(v for k, v in totals.items() if k.startswith("loss")) / max(1, len(levels))
         return totals
 
+    def _out_of_time(self, started: float) -> bool:
+        """Whether --max-minutes has passed (rank 0's clock decides for every rank)."""
+        flag = torch.tensor([time.monotonic() - started >= self.s.max_minutes * 60], dtype=torch.float32)
+        if self.world > 1:
+            flag = flag.to(self.device)
+            dist.broadcast(flag, src=0)
+        return bool(flag.item())
+
     def run(self) -> dict[str, float]:
         s = self.s
         dataset = RandomCropDataset(self.train_paths, s.patch, seed=s.seed)
@@ -449,7 +461,7 @@ class Trainer:
 
             bar = tqdm(total=self.total_steps, initial=self.step, unit="step", dynamic_ncols=True,
                        file=sys.stderr, smoothing=0.05)
-        last_save = time.monotonic()
+        last_save = started = time.monotonic()
         window: list[dict[str, float]] = []
         tick = time.monotonic()
         last: dict[str, float] = {}
@@ -468,7 +480,7 @@ class Trainer:
                     avg["patches_per_s"] = avg["steps_per_s"] * s.batch_size * self.world
                     avg["lr"] = self.optimizer.param_groups[0]["lr"]
                     self.logger.log("train", self.step, avg)
-                    last = avg
+                    last = {**avg, "step": float(self.step)}
                     if bar is not None:
                         bar.set_postfix(loss=f"{avg['loss']:.3f}", bpp=f"{avg['bpp']:.3f}",
                                         psnr=f"{avg['psnr']:.2f}", refresh=False)
@@ -483,6 +495,8 @@ class Trainer:
                 if is_best or time.monotonic() - last_save >= s.checkpoint_minutes * 60:
                     self.save(best=is_best)
                     last_save = time.monotonic()
+                if s.max_minutes is not None and self._out_of_time(started):
+                    break
             self.save(best=False)
             val = self.validate() if s.val_every else None
             if val is not None:
