@@ -235,3 +235,24 @@ def test_a_time_limit_stops_after_a_checkpoint_and_the_run_resumes_from_it(image
     assert torch.load(out / LATEST, weights_only=True)["step"] == 5
     with pytest.raises(TrainingError, match="max-minutes"):
         Trainer(_settings(image_folder, out, max_minutes=0))
+
+
+def test_crop_pack_skips_the_validation_images_and_keeps_to_its_budget(image_folder, tmp_path):
+    from tcmcodec.train.data import split_holdout
+
+    sys.path.insert(0, str(REPO / "scripts"))
+    try:
+        import pack_crops
+    finally:
+        sys.path.pop(0)
+    usable = lambda paths: [p for p in paths if p.suffix == ".png" and min(Image.open(p).size) >= 64]  # noqa: E731
+    kept, held = split_holdout(list_images(image_folder), 3)
+    assert usable(held)  # so skipping them shows in the count
+    out = tmp_path / "crops"
+    assert pack_crops.main([str(image_folder), "--out", str(out), "--size", "64", "--val-split", "3"]) == 0
+    crops = sorted(out.glob("*.jpg"))
+    assert len(crops) == len(usable(kept))
+    assert all(Image.open(c).size == (64, 64) for c in crops)
+    assert pack_crops.main([str(image_folder), "--out", str(tmp_path / "small"), "--size", "64", "--val-split", "0",
+                            "--budget-mb", str(2.5 * crops[0].stat().st_size / 2**20)]) == 0
+    assert 1 <= len(list((tmp_path / "small").glob("*.jpg"))) <= 3
