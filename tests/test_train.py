@@ -256,3 +256,24 @@ def test_crop_pack_skips_the_validation_images_and_keeps_to_its_budget(image_fol
     assert pack_crops.main([str(image_folder), "--out", str(tmp_path / "small"), "--size", "64", "--val-split", "0",
                             "--budget-mb", str(2.5 * crops[0].stat().st_size / 2**20)]) == 0
     assert 1 <= len(list((tmp_path / "small").glob("*.jpg"))) <= 3
+
+
+def test_init_resamples_the_gains_of_a_model_trained_for_other_lambdas(image_folder, tmp_path):
+    from tcmcodec.config import PRESETS, get_preset
+
+    train(_settings(image_folder, tmp_path / "three", model="tcm-tiny-vr", lmbda=None, steps=2))
+    trained = _weights(tmp_path / "three", "ema_state_dict")["gain_y.log_gain"]
+    lambdas = get_preset("tcm-tiny-vr").rate_lambdas  # 0.004, 0.016, 0.064
+    wider = get_preset("tcm-tiny-vr").replace(name="tcm-tiny-vr5", rate_lambdas=(0.001, *lambdas, 0.128))
+    PRESETS["tcm-tiny-vr5"] = wider
+    try:
+        trainer = Trainer(_settings(image_folder, tmp_path / "five", model="tcm-tiny-vr5", lmbda=None,
+                                    init=str(tmp_path / "three" / LATEST)))
+    finally:
+        del PRESETS["tcm-tiny-vr5"]
+    gains = trainer.model.state_dict()["gain_y.log_gain"]
+    assert gains.shape[0] == 5
+    assert torch.equal(gains[1:4], trained)  # trained lambdas keep their vectors exactly
+    # one lambda step (x4) beyond either end continues the nearest segment in log(lambda)
+    assert torch.allclose(gains[0], trained[0] - (trained[1] - trained[0]), atol=1e-6)
+    assert torch.allclose(gains[4], trained[2] + 0.5 * (trained[2] - trained[1]), atol=1e-6)

@@ -49,3 +49,30 @@ class GainUnits(nn.Module):
 
     def forward(self, x: Tensor, level: Tensor | float) -> Tensor:
         return x * self.gains(level, x.shape[0]).to(x.dtype)
+
+
+def resample_log_gains(log_gain: Tensor, lambdas: Sequence[float], new_lambdas: Sequence[float]) -> Tensor:
+    """Gain vectors for another lambda table, from those trained for ``lambdas``.
+
+    ``log_gain`` (L, C) holds the log-gains of the levels trained at ``lambdas`` (ascending).
+    Each new lambda gets the log-gains interpolated linearly in log(lambda) between its two
+    neighbours, or extrapolated from the nearest two at either end; a lambda that was
+    trained keeps its vector exactly. Used to start a model with more (or other) rate
+    levels from a trained one (``tcm train --init``). Returns (len(new_lambdas), C).
+    """
+    if log_gain.shape[0] != len(lambdas) or len(lambdas) < 2:
+        raise ValueError(f"need one log-gain row per lambda (at least 2), got {log_gain.shape[0]} "
+                         f"rows for {len(lambdas)} lambdas")
+    known = torch.tensor([float(lam) for lam in lambdas], dtype=torch.float64).log()
+    rows = []
+    for lam in new_lambdas:
+        x = torch.tensor(float(lam), dtype=torch.float64).log()
+        exact = torch.isclose(known, x, rtol=0, atol=1e-9).nonzero()
+        if exact.numel():
+            rows.append(log_gain[int(exact[0])])
+            continue
+        low = int((known < x).sum()) - 1
+        low = min(max(low, 0), len(lambdas) - 2)
+        weight = float((x - known[low]) / (known[low + 1] - known[low]))
+        rows.append((1 - weight) * log_gain[low] + weight * log_gain[low + 1])
+    return torch.stack(rows)

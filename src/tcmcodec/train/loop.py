@@ -33,9 +33,10 @@ from torch.utils.data import DataLoader
 from tcmcodec.checkpoints import DERIVED_BUFFERS, extract_state_dict, read_checkpoint
 from tcmcodec.config import TCMConfig, get_preset
 from tcmcodec.errors import TcmError
+from tcmcodec.layers.gain import resample_log_gains
 from tcmcodec.model import TCM
-from tcmcodec.train.ema import WeightAverage
 from tcmcodec.train.data import RandomCropDataset, StepSampler, list_images, load_validation, split_holdout
+from tcmcodec.train.ema import WeightAverage
 from tcmcodec.train.losses import Metric, rate_distortion_loss
 
 LATEST = "checkpoint-latest.pth.tar"
@@ -273,9 +274,20 @@ class Trainer:
 
     # -------------------------------------------------------------- checkpoints
     def _load_init(self, path: str) -> None:
-        """Start from the weights of ``path`` where names and shapes match (fine-tuning)."""
-        state = extract_state_dict(read_checkpoint(path))
+        """Start from the weights of ``path`` where names and shapes match (fine-tuning).
+
+        Gain vectors of a variable-rate checkpoint trained for other lambdas are resampled
+        onto this preset's lambdas (:func:`resample_log_gains`), so a model can be given
+        more rate levels without starting over.
+        """
+        data = read_checkpoint(path)
+        state = extract_state_dict(data)
         own = {k: v for k, v in self.model.state_dict().items() if k.rsplit(".", 1)[-1] not in DERIVED_BUFFERS}
+        source_config = data.get("config")
+        source_lambdas = tuple(source_config.get("rate_lambdas", ())) if isinstance(source_config, dict) else ()
+        if source_lambdas and self.config.variable_rate and source_lambdas != self.config.rate_lambdas:
+            for key in [k for k in state if k.endswith(".log_gain") and k in own]:
+                state[key] = resample_log_gains(state[key].float(), source_lambdas, self.config.rate_lambdas)
         usable = {k: v.float() for k, v in state.items() if k in own and own[k].shape == v.shape}
         skipped = [k for k in own if k not in usable]
         nn.Module.load_state_dict(self.model, usable, strict=False)
