@@ -265,3 +265,25 @@ def test_release_free_memory_is_a_no_op_when_allocator_tuning_is_switched_off(mo
 
     monkeypatch.setenv(runtime.ENV_SWITCH, "0")
     assert runtime.release_free_memory() is False and runtime.reuse_freed_memory() is False
+
+
+def test_gain_units_interpolate_geometrically_between_trained_levels():
+    from tcmcodec.layers.gain import GainUnits
+
+    units = GainUnits(3, [0.5, 2.0, 4.0])
+    x = torch.ones(1, 3, 1, 1)
+    assert torch.allclose(units(x, 0.0), torch.full_like(x, 0.5))
+    assert torch.allclose(units(x, 0.5), torch.full_like(x, 1.0))  # sqrt(0.5 * 2)
+    assert torch.allclose(units(x, 2.0), torch.full_like(x, 4.0))
+    per_sample = units(torch.ones(2, 3, 1, 1), torch.tensor([0.0, 2.0]))
+    assert torch.allclose(per_sample[:, 0, 0, 0], torch.tensor([0.5, 4.0]))
+
+
+def test_resampled_gains_interpolate_in_log_lambda_and_refuse_mismatched_tables():
+    from tcmcodec.layers.gain import resample_log_gains
+
+    log_gain = torch.tensor([[0.0, 1.0], [2.0, 3.0]])
+    out = resample_log_gains(log_gain, [0.01, 0.04], [0.02, 0.04, 0.08])
+    assert torch.allclose(out, torch.tensor([[1.0, 2.0], [2.0, 3.0], [3.0, 4.0]]))
+    with pytest.raises(ValueError, match="one log-gain row per lambda"):
+        resample_log_gains(log_gain, [0.01, 0.02, 0.04], [0.02])
