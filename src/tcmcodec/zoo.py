@@ -76,9 +76,9 @@ def quality_to_level(quality: float, levels: int) -> float:
 ENTRIES: tuple[ZooEntry, ...] = (
     ZooEntry(
         name="tcm-cpu-mse",
-        description="bundled variable-rate TCM (6 trained rates, gain units) trained on 2 CPU cores; early snapshot",
+        description="bundled variable-rate TCM (8 trained rates, gain units) trained on 2 CPU cores; interim weights",
         weights="tcm-cpu-mse.pt",
-        qualities=level_qualities(6),
+        qualities=level_qualities(8),
         default_quality=DEFAULT_QUALITY,
         metric="mse",
         default=True,
