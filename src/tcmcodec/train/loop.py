@@ -4,8 +4,9 @@ One :class:`TrainSettings` describes a run; :func:`train` runs it. Checkpoints
 (``checkpoint-latest.pth.tar`` and ``checkpoint-best.pth.tar`` in the output folder) hold
 the model weights and config, the step, both optimizers, the scheduler, every RNG state and
 the moving average of the weights (``ema_state_dict``: what validation measures and what
-``tcm export`` / ``--init`` / ``tcm eval`` take from a training checkpoint), and are written atomically, so ``resume=True`` continues exactly where the last
-checkpoint left off and killing the process loses at most the work since then.
+``tcm export`` / ``--init`` / ``tcm eval`` take from a training checkpoint). They are written
+atomically, so ``resume=True`` continues exactly where the last checkpoint left off and
+killing the process loses at most the work since then.
 """
 
 from __future__ import annotations
