@@ -14,8 +14,6 @@ on for an old run) instead of remembering its initial state for thousands of ste
 from __future__ import annotations
 
 import copy
-from typing import Any
-
 import torch
 from torch import nn
 
@@ -36,7 +34,7 @@ class WeightAverage:
         self.decay = decay
         self.updates = 0
         self.model = copy.deepcopy(model).eval().requires_grad_(False)
-        self._averaged = [p for p in self.model.parameters()]
+        self._averaged = list(self.model.parameters())
 
     def current_decay(self) -> float:
         """The decay the next update uses (after warm-up: ``decay``)."""
@@ -47,7 +45,7 @@ class WeightAverage:
     def update(self, model: nn.Module) -> None:
         """avg <- decay_t * avg + (1 - decay_t) * weights, for every parameter."""
         weight = 1.0 - self.current_decay()
-        torch._foreach_lerp_(self._averaged, [p.detach() for p in model.parameters()], weight)
+        torch._foreach_lerp_(self._averaged, list(model.parameters()), weight)
         self.updates += 1
 
     @torch.no_grad()
@@ -60,10 +58,8 @@ class WeightAverage:
                 target.resize_(buffer.shape)
             target.copy_(buffer)
 
-    def state_dict(self) -> dict[str, Any]:
-        return {"decay": self.decay, "updates": self.updates, "weights": self.model.state_dict()}
-
-    def load_state_dict(self, state: dict[str, Any]) -> None:
-        """Restore the average (the decay is the resuming command's)."""
-        self.updates = int(state["updates"])
-        self.model.load_state_dict(state["weights"])  # CompressionModel resizes the CDF tables
+    def restore(self, weights: dict[str, torch.Tensor], updates: int) -> None:
+        """Continue an average saved as ``weights`` after ``updates`` updates (the decay is
+        the resuming command's)."""
+        self.updates = int(updates)
+        self.model.load_state_dict(weights)  # CompressionModel resizes the CDF tables

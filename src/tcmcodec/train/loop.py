@@ -337,8 +337,7 @@ class Trainer:
         self.model.load_state_dict(data["state_dict"])
         if self.average is not None:
             if "ema_state_dict" in data:
-                self.average.load_state_dict(
-                    {"updates": data["ema"]["updates"], "weights": data["ema_state_dict"]})
+                self.average.restore(data["ema_state_dict"], data["ema"]["updates"])
             else:  # a run from before the average (or with it off): start it from here
                 self.average = WeightAverage(self.model, self.s.ema_decay)
         self.optimizer.load_state_dict(data["optimizer"])
