@@ -4,33 +4,45 @@
 # Run through the device tool from the repository root, carrying the crops and wheels made
 # here (docs/training.md, "Training on a lent GPU"):
 #   run(command="bash scripts/device_train.sh", carry=[".train-crops", ".whl"], timeout_s=600)
-# Settings (environment): MODEL (tcm-cpu), INIT (the bundled weights), MINUTES (7),
-# PATCH (256), BATCH (16), LR (3e-4), WORKERS (8). Results land in $OUT: train.log,
-# metrics.jsonl and MODEL-gpu.pt (fp16 inference weights of the moving average).
+# Settings (environment): MODEL (tcm-cpu), INIT (the bundled weights), MINUTES (7) at LR
+# (3e-4), then FINE_MINUTES (0) at FINE_LR (LR/10), PATCH (256), BATCH (16), WORKERS (8),
+# TAG (gpu; two runs with different TAGs can share the GPU). Results land in $OUT:
+# TAG-train.log, TAG-metrics.jsonl and MODEL-TAG.pt (fp16 inference weights of the
+# moving average).
 set -euo pipefail
 MODEL=${MODEL:-tcm-cpu}
 INIT=${INIT:-src/tcmcodec/weights/tcm-cpu-mse.pt}
 MINUTES=${MINUTES:-7}
+LR=${LR:-3e-4}
+FINE_MINUTES=${FINE_MINUTES:-0}
+FINE_LR=${FINE_LR:-$(python3 -c "print($LR / 10)")}
 PATCH=${PATCH:-256}
 BATCH=${BATCH:-16}
-LR=${LR:-3e-4}
 WORKERS=${WORKERS:-8}
+TAG=${TAG:-gpu}
 OUT=${OUT:-/tmp/device-out}
 mkdir -p "$OUT"
 
 if ! python3 -c "import compressai" 2>/dev/null; then  # not installed there: its wheel travels in .whl
-  python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target /tmp/site .whl/*.whl
-  export PYTHONPATH=/tmp/site
+  python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target "/tmp/site-$TAG" .whl/*.whl
+  export PYTHONPATH=/tmp/site-$TAG
 fi
 export PYTHONPATH=src${PYTHONPATH:+:$PYTHONPATH} PYTHONUNBUFFERED=1 PYTHONWARNINGS=ignore
 nvidia-smi -L || true
 python3 -c "import torch, compressai; print('torch', torch.__version__, 'cuda', torch.cuda.is_available())"
 
-RUN=/tmp/device-run
+RUN=/tmp/device-run-$TAG
+LOG=$OUT/$TAG-train.log
 python3 -m tcmcodec train --data .train-crops --model "$MODEL" --init "$INIT" --lr "$LR" \
   --patch "$PATCH" --batch-size "$BATCH" --steps 1000000 --max-minutes "$MINUTES" \
   --workers "$WORKERS" --val-every 0 --checkpoint-minutes 2 --out "$RUN" --no-progress \
-  2>&1 | tee "$OUT/train.log"
-cp "$RUN/metrics.jsonl" "$OUT/"
-python3 -m tcmcodec export "$RUN/checkpoint-latest.pth.tar" "$OUT/$MODEL-gpu.pt" --fp16
+  2>&1 | tee "$LOG"
+if python3 -c "import sys; sys.exit(not float('$FINE_MINUTES') > 0)"; then
+  python3 -m tcmcodec train --data .train-crops --model "$MODEL" --lr "$FINE_LR" --resume \
+    --patch "$PATCH" --batch-size "$BATCH" --steps 1000000 --max-minutes "$FINE_MINUTES" \
+    --workers "$WORKERS" --val-every 0 --checkpoint-minutes 2 --out "$RUN" --no-progress \
+    2>&1 | tee -a "$LOG"
+fi
+cp "$RUN/metrics.jsonl" "$OUT/$TAG-metrics.jsonl"
+python3 -m tcmcodec export "$RUN/checkpoint-latest.pth.tar" "$OUT/$MODEL-$TAG.pt" --fp16
 ls -la "$OUT"

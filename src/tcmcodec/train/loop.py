@@ -211,6 +211,7 @@ class Trainer:
             self.device = torch.device("cpu")
         if self.device.type == "cuda":
             torch.cuda.set_device(self.device)
+            torch.backends.cudnn.benchmark = True  # crops have one size: pick the fastest kernels once
         if settings.amp not in (None, "bf16"):
             raise TrainingError(f"--amp {settings.amp} is not supported; use --amp bf16 (CUDA only)")
         if settings.amp and self.device.type != "cuda":
