@@ -112,8 +112,20 @@ def test_non_finite_losses_are_skipped_then_stop_the_run(image_folder, tmp_path,
                                          "bpp": torch.tensor(0.0), "mse": torch.tensor(0.0), "psnr": torch.tensor(0.0)})
     before = {k: v.clone() for k, v in trainer.model.state_dict().items()}
     with pytest.warns(UserWarning, match="non-finite"):
-        with pytest.raises(TrainingError, match="non-finite losses in a row"):
+        with pytest.raises(TrainingError, match="non-finite losses or gradients in a row"):
             trainer.run()
+    after = trainer.model.state_dict()
+    assert all(torch.equal(before[k], after[k]) for k in before)
+
+
+def test_a_non_finite_gradient_under_a_finite_loss_skips_the_step_and_keeps_the_weights(image_folder, tmp_path):
+    trainer = Trainer(_settings(image_folder, tmp_path / "nan-grad", steps=1))
+    weight = next(p for p in trainer.model.parameters() if p.requires_grad)
+    weight.register_hook(lambda grad: grad * float("inf"))  # overflows, as under a too-high lr
+    before = {k: v.clone() for k, v in trainer.model.state_dict().items()}
+    batch = torch.stack([RandomCropDataset(trainer.train_paths, trainer.s.patch)[k] for k in range(2)])
+    with pytest.warns(UserWarning, match="non-finite loss or gradient"):
+        assert trainer.train_step(batch) is None
     after = trainer.model.state_dict()
     assert all(torch.equal(before[k], after[k]) for k in before)
 

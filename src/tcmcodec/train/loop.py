@@ -391,25 +391,28 @@ class Trainer:
         output["x_hat"] = output["x_hat"].float()
         metrics = rate_distortion_loss(output, x, lmbda, self.s.metric)
         loss = metrics["loss"]
-        finite = torch.isfinite(loss)
+        loss.backward()
+        # the norm is needed anyway to catch gradients that overflowed under a finite loss
+        # (the weights would turn NaN at once); clip=0 only measures it
+        norm = nn.utils.clip_grad_norm_(self.optimizer.param_groups[0]["params"],
+                                        self.s.clip if self.s.clip > 0 else math.inf)
+        finite = torch.isfinite(loss.detach()) & torch.isfinite(norm)
         if self.world > 1:
             flag = finite.float().to(self.device)
             dist.all_reduce(flag, op=dist.ReduceOp.MIN)
             finite = flag > 0
         if not bool(finite):
+            self.optimizer.zero_grad(set_to_none=True)
             self.bad_steps += 1
             if self.rank == 0:
-                warnings.warn(f"step {self.step}: non-finite loss, step skipped")
+                warnings.warn(f"step {self.step}: non-finite loss or gradient, step skipped")
             if self.bad_steps >= MAX_BAD_STEPS:
                 raise TrainingError(
-                    f"{MAX_BAD_STEPS} non-finite losses in a row at step {self.step}: the run diverged; "
-                    "lower --lr or resume from an earlier checkpoint"
+                    f"{MAX_BAD_STEPS} non-finite losses or gradients in a row at step {self.step}: the run "
+                    "diverged; lower --lr or resume from an earlier checkpoint"
                 )
             return None
         self.bad_steps = 0
-        loss.backward()
-        if self.s.clip > 0:
-            nn.utils.clip_grad_norm_(self.optimizer.param_groups[0]["params"], self.s.clip)
         self.optimizer.step()
         aux = self.model.aux_loss()
         aux.backward()
