@@ -4,11 +4,13 @@
 # Run through the device tool from the repository root, carrying the crops and wheels made
 # here (docs/training.md, "Training on a lent GPU"):
 #   run(command="bash scripts/device_train.sh", carry=[".train-crops", ".whl"], timeout_s=600)
-# Settings (environment): MODEL (tcm-cpu), INIT (the bundled weights), MINUTES (7) at LR
-# (3e-4), then FINE_MINUTES (0) at FINE_LR (LR/10), PATCH (256), BATCH (16), WORKERS (8),
-# TAG (gpu; two runs with different TAGs can share the GPU). Results land in $OUT:
-# TAG-train.log, TAG-metrics.jsonl and MODEL-TAG.pt (fp16 inference weights of the
-# moving average).
+# Settings (environment): MODEL (tcm-cpu), INIT (the bundled weights; "none": from
+# scratch), MINUTES (7) at LR (3e-4), then FINE_MINUTES (0) at FINE_LR (LR/10), PATCH (256),
+# BATCH (16), WORKERS (8), TAG (gpu; runs with different TAGs can share the GPU: a run of
+# tcm-cpu keeps it less than half busy). Results land in $OUT: TAG-train.log,
+# TAG-metrics.jsonl and MODEL-TAG.pt (fp16 inference weights of the moving average), cut
+# into MODEL-TAG.pt.part-aa, -ab ... when over the 15 MiB a returned file may have
+# (`cat MODEL-TAG.pt.part-* > MODEL-TAG.pt` here).
 set -euo pipefail
 MODEL=${MODEL:-tcm-cpu}
 INIT=${INIT:-src/tcmcodec/weights/tcm-cpu-mse.pt}
@@ -33,7 +35,9 @@ python3 -c "import torch, compressai; print('torch', torch.__version__, 'cuda', 
 
 RUN=/tmp/device-run-$TAG
 LOG=$OUT/$TAG-train.log
-python3 -m tcmcodec train --data .train-crops --model "$MODEL" --init "$INIT" --lr "$LR" \
+INIT_ARGS=()
+[ "$INIT" = none ] || INIT_ARGS=(--init "$INIT")
+python3 -m tcmcodec train --data .train-crops --model "$MODEL" "${INIT_ARGS[@]}" --lr "$LR" \
   --patch "$PATCH" --batch-size "$BATCH" --steps 1000000 --max-minutes "$MINUTES" \
   --workers "$WORKERS" --val-every 0 --checkpoint-minutes 2 --out "$RUN" --no-progress \
   2>&1 | tee "$LOG"
@@ -44,5 +48,9 @@ if python3 -c "import sys; sys.exit(not float('$FINE_MINUTES') > 0)"; then
     2>&1 | tee -a "$LOG"
 fi
 cp "$RUN/metrics.jsonl" "$OUT/$TAG-metrics.jsonl"
-python3 -m tcmcodec export "$RUN/checkpoint-latest.pth.tar" "$OUT/$MODEL-$TAG.pt" --fp16
+WEIGHTS=$OUT/$MODEL-$TAG.pt
+python3 -m tcmcodec export "$RUN/checkpoint-latest.pth.tar" "$WEIGHTS" --fp16
+if [ "$(stat -c %s "$WEIGHTS")" -gt $((15 * 1024 * 1024)) ]; then
+  split -b 15M "$WEIGHTS" "$WEIGHTS.part-" && rm "$WEIGHTS"
+fi
 ls -la "$OUT"
