@@ -2,9 +2,12 @@
 
 Times full optimisation steps (forward, rate-distortion loss, backward, clipping, Adam and
 the auxiliary step) on random crops, after warm-up, median of --steps; each case in its own
-process.
+process. ``--device cuda`` times on a GPU (synchronised); ``--profile`` also prints the ops
+that took the most host and device time in one step, and the number of aten calls per step
+(views and nested calls included): on a GPU a small model's step is bound by the host.
 
     python benchmarks/train_speed.py --models tcm-s,tcm-cpu --batch 4 --patch 256 --threads 2
+    python benchmarks/train_speed.py --models tcm-cpu,tcm-cpu-wide --batch 16 --device cuda --profile
 """
 
 from __future__ import annotations
@@ -27,24 +30,42 @@ except ImportError:  # older versions of the package, for before/after compariso
     _adam = lambda params, lr: torch.optim.Adam(params, lr)
 torch.manual_seed(0)
 cfg = PRESETS["{model}"]
-model = TCM(cfg).train()
+device = torch.device("{device}")
+if device.type == "cuda":
+    torch.backends.cudnn.benchmark = True  # as tcm train does
+model = TCM(cfg).to(device).train()
 main, aux = _split_parameters(model)
 opt, aux_opt = _adam(main, 1e-4), _adam(aux, 1e-3)
-x = torch.rand({batch}, 3, {patch}, {patch})
-lam = torch.full(({batch},), 0.013)
-times = []
-for i in range({steps} + 2):
-    t = time.perf_counter()
-    rate = torch.zeros({batch}) if cfg.variable_rate else None
+x = torch.rand({batch}, 3, {patch}, {patch}, device=device)
+lam = torch.full(({batch},), 0.013, device=device)
+sync = torch.cuda.synchronize if device.type == "cuda" else (lambda: None)
+
+def step():
+    rate = torch.zeros({batch}, device=device) if cfg.variable_rate else None
     out = model(x, rate) if rate is not None else model(x)
     loss = rate_distortion_loss(out, x, lam)["loss"]
     opt.zero_grad(); aux_opt.zero_grad(); loss.backward()
     torch.nn.utils.clip_grad_norm_(main, 1.0); opt.step()
     a = model.aux_loss(); a.backward(); aux_opt.step()
+
+times = []
+for i in range({steps} + 2):
+    sync(); t = time.perf_counter()
+    step(); sync()
     if i >= 2:
         times.append(time.perf_counter() - t)
-step = statistics.median(times)
-print(json.dumps(dict(step_s=step, patches_per_s={batch} / step)))
+step_s = statistics.median(times)
+if {profile}:
+    from torch.profiler import ProfilerActivity, profile
+    activities = [ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if device.type == "cuda" else [])
+    with profile(activities=activities) as prof:
+        step(); sync()
+    events = prof.key_averages()
+    print("aten calls per step:", sum(e.count for e in events if e.key.startswith("aten::")))
+    key = "self_device_time_total" if device.type == "cuda" else "self_cpu_time_total"
+    print(events.table(sort_by=key, row_limit=12))
+    print(events.table(sort_by="self_cpu_time_total", row_limit=12))
+print(json.dumps(dict(step_s=step_s, patches_per_s={batch} / step_s)))
 """
 
 
@@ -55,17 +76,23 @@ def main(argv=None) -> int:
     p.add_argument("--patch", type=int, default=256)
     p.add_argument("--threads", default="2")
     p.add_argument("--steps", type=int, default=3)
+    p.add_argument("--device", default="cpu", help="cpu or cuda")
+    p.add_argument("--profile", action="store_true", help="print the ops that took the most time")
     args = p.parse_args(argv)
     print("| model | batch x patch | threads | s/step (median) | patches/s |")
     print("|---|---|---|---|---|")
     for model in args.models.split(","):
         for threads in args.threads.split(","):
-            code = CASE.format(model=model, threads=threads, batch=args.batch, patch=args.patch, steps=args.steps)
+            code = CASE.format(model=model, threads=threads, batch=args.batch, patch=args.patch, steps=args.steps,
+                               device=args.device, profile=args.profile)
             out = subprocess.run([sys.executable, "-W", "ignore", "-c", code], capture_output=True, text=True)
             if out.returncode:
                 print(f"| {model} | | {threads} | error: {out.stderr.strip().splitlines()[-1]} | |")
                 continue
-            r = json.loads(out.stdout.strip().splitlines()[-1])
+            lines = out.stdout.strip().splitlines()
+            if args.profile:
+                print("\n".join(lines[:-1]))
+            r = json.loads(lines[-1])
             print(f"| {model} | {args.batch} x {args.patch} | {threads} | {r['step_s']:.2f} | {r['patches_per_s']:.2f} |",
                   flush=True)
     return 0
