@@ -130,10 +130,24 @@ class EncodeResult:
 
 
 def encode_image(image: Any, model: ModelLike = None, quality: float | None = None, *,
-                 max_pixels: int | None = DEFAULT_MAX_PIXELS) -> EncodeResult:
-    """Encode an image (path, PIL image or uint8 array) to ``.tcm`` bytes, with details."""
+                 max_pixels: int | None = DEFAULT_MAX_PIXELS, refine: int = 0,
+                 refine_lambda: float | None = None) -> EncodeResult:
+    """Encode an image (path, PIL image or uint8 array) to ``.tcm`` bytes, with details.
+
+    ``refine``: steps of encoder-side latent refinement (:mod:`tcmcodec.refine`; slower,
+    decoded by the same decoder); ``refine_lambda``: its trade-off (default: the lambda the
+    model was trained for at this quality; required for fixed-rate models).
+    """
     net = _resolve(model)
     level, stored_quality = _rate(net, quality)
+    if refine:
+        from tcmcodec.refine import lambda_for_rate
+
+        if refine_lambda is None:
+            if level is None:
+                raise TcmError(f"model {net.model_name} has a single rate: give the refinement lambda "  # type: ignore[attr-defined]
+                               "(the lambda it was trained for, e.g. --refine-lambda 0.013)")
+            refine_lambda = lambda_for_rate(net.config.rate_lambdas, level)
     loaded = image_io.load_image(image, max_pixels=max_pixels)
     height, width = loaded.rgb.shape[:2]
     pad = image_io.pad_amounts(height, width, net.config.pad_multiple)
@@ -141,8 +155,14 @@ def encode_image(image: Any, model: ModelLike = None, quality: float | None = No
     tiling = plan_for(net.config.width, net.config.pad_multiple)
     tune_allocator((height + pad[2] + pad[3]) * (width + pad[0] + pad[1]))
     x = image_io.pad_tensor(image_io.to_tensor(loaded.rgb), pad).to(device)
-    with torch.inference_mode():
-        out = net.compress(x, level, tiling)
+    if refine:
+        from tcmcodec.refine import refine_latents
+
+        y, z = refine_latents(net, x, level, refine, lmbda=refine_lambda, valid=pad)
+        out = net.compress_analysis(y, z, level)
+    else:
+        with torch.inference_mode():
+            out = net.compress(x, level, tiling)
     (y_string,), z_strings = out["strings"][0], out["strings"][1]
     z_h, z_w = (int(v) for v in out["shape"])
     stream = container.TcmStream(
@@ -158,7 +178,8 @@ def encode_image(image: Any, model: ModelLike = None, quality: float | None = No
 
 
 def encode(image: Any, model: ModelLike = None, quality: float | None = None, *,
-           max_pixels: int | None = DEFAULT_MAX_PIXELS) -> bytes:
+           max_pixels: int | None = DEFAULT_MAX_PIXELS, refine: int = 0,
+           refine_lambda: float | None = None) -> bytes:
     """Encode an image to ``.tcm`` bytes.
 
     Args:
@@ -166,8 +187,10 @@ def encode(image: Any, model: ModelLike = None, quality: float | None = None, *,
         model: registry name, checkpoint path, a loaded :class:`TCM`, or None (default model).
         quality: 0..100 for variable-rate models (default: the model's); None for fixed-rate.
         max_pixels: refuse larger images (None: no limit).
+        refine: steps of encoder-side latent refinement (0: off); see :func:`encode_image`.
+        refine_lambda: its trade-off (default: the model's lambda at this quality).
     """
-    result = encode_image(image, model, quality, max_pixels=max_pixels)
+    result = encode_image(image, model, quality, max_pixels=max_pixels, refine=refine, refine_lambda=refine_lambda)
     for note in result.warnings:
         warnings.warn(note, stacklevel=2)
     return result.data

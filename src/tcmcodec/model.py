@@ -300,6 +300,17 @@ class TCM(CompressionModel):
         """
         rate = self._check_rate(rate)
         y, z = self.analysis(x, rate)
+        return self.forward_latents(y, z, rate)
+
+    def forward_latents(self, y: Tensor, z: Tensor, rate: Rate = None) -> dict:
+        """The training path from the analysis output on: y (B, M, h, w) and z (B, hyper,
+        h/4, w/4), as :meth:`analysis` returns them, to what :meth:`forward` returns.
+
+        Likelihoods use additive noise in training mode and rounding in eval mode (CompressAI's
+        entropy models); the values passed on are rounded with a straight-through gradient.
+        Encoder-side refinement (:mod:`tcmcodec.refine`) optimises y through it.
+        """
+        rate = self._check_rate(rate)
         _, z_likelihoods = self.entropy_bottleneck(z)
         z_offset = self.entropy_bottleneck._get_medians()
         z_hat = quantize_ste(z - z_offset) + z_offset
@@ -359,6 +370,13 @@ class TCM(CompressionModel):
         """x (B, 3, H, W) -> {"strings": [y_strings, z_strings], "shape": (h_z, w_z)}."""
         rate = self._check_rate(rate)
         y, z = self.analysis(x, rate, tiling)
+        return self.compress_analysis(y, z, rate)
+
+    @torch.no_grad()
+    def compress_analysis(self, y: Tensor, z: Tensor, rate: Rate = None) -> dict:
+        """Code y and z as :meth:`analysis` returns them (or as an encoder refined them):
+        what :meth:`compress` returns."""
+        rate = self._check_rate(rate)
         bottleneck = self.entropy_bottleneck
         z_strings = bottleneck.compress(z)
         # what decompress(z_strings) returns: round(z - median) + median (rANS is lossless)

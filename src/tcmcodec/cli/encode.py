@@ -20,6 +20,12 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     add_model_arguments(p)
     add_threads_argument(p)
     p.add_argument("--json", action="store_true", help="print one JSON line per file")
+    p.add_argument("--refine", type=int, default=0, metavar="STEPS",
+                   help="optimise the latents for each image in STEPS gradient steps before coding "
+                        "(much slower encoding, same decoder; e.g. 50)")
+    p.add_argument("--refine-lambda", type=float, default=None, metavar="L",
+                   help="rate-distortion trade-off of --refine (default: the model's at this quality; "
+                        "needed for fixed-rate models)")
 
 
 def _jobs(inputs: list[str], output: str, suffix: str) -> list[tuple[Path, Path]]:
@@ -58,12 +64,17 @@ def run(args: argparse.Namespace) -> int:
     from tcmcodec.image_io import atomic_write_bytes
 
     apply_threads(args)
+    if args.refine < 0:
+        raise TcmError(f"--refine must be 0 or more steps, got {args.refine}")
+    if args.refine_lambda is not None and not args.refine_lambda > 0:
+        raise TcmError(f"--refine-lambda must be positive, got {args.refine_lambda}")
     jobs = _jobs(args.inputs, args.output, ".tcm")
     model = load_model(model_argument(args))
     for src, dst in jobs:
         check_output(src, dst)
         start = time.perf_counter()
-        result = encode_image(src, model, args.quality, max_pixels=max_pixels(args))
+        result = encode_image(src, model, args.quality, max_pixels=max_pixels(args),
+                              refine=args.refine, refine_lambda=args.refine_lambda)
         atomic_write_bytes(dst, result.data)
         seconds = time.perf_counter() - start
         for note in result.warnings:

@@ -120,31 +120,35 @@ class WindowAttention(nn.Module):
         key = (height, width, padded_h, padded_w, device)
         if key in self._mask_cache:
             return self._mask_cache[key]
-        shifted = self.kind == "SW"
-        padded = padded_h != height or padded_w != width
-        if not shifted and not padded:
-            mask = None
-        else:
-            w = self.window
-            rows = _window_region_ids(padded_h, w, shifted)
-            cols = _window_region_ids(padded_w, w, shifted)
-            region = rows[:, None] * 3 + cols[None, :]  # (Hp, Wp)
-            valid = torch.zeros(padded_h, padded_w, dtype=torch.bool)
-            valid[:height, :width] = True
-            if shifted:
-                valid = torch.roll(valid, shifts=(-self.shift, -self.shift), dims=(0, 1))
-            region = _partition(region[None, :, :, None], w).reshape(-1, w * w)  # (nW, T)
-            valid = _partition(valid[None, :, :, None], w).reshape(-1, w * w)
-            blocked = region[:, :, None] != region[:, None, :]
-            blocked |= ~valid[:, None, :]
-            windows = blocked.flatten(1).any(1).nonzero().flatten()
-            values = torch.zeros(blocked[windows].shape, dtype=torch.float32)
-            values.masked_fill_(blocked[windows], MASKED_SCORE)
-            mask = (windows.to(device), values[:, None].to(device))
+        with torch.inference_mode(False):  # cached: must serve a later pass under autograd too
+            mask = self._build_mask(height, width, padded_h, padded_w, device)
         if len(self._mask_cache) > 32:
             self._mask_cache.clear()
         self._mask_cache[key] = mask
         return mask
+
+    def _build_mask(self, height: int, width: int, padded_h: int, padded_w: int,
+                    device: torch.device) -> WindowMask | None:
+        shifted = self.kind == "SW"
+        padded = padded_h != height or padded_w != width
+        if not shifted and not padded:
+            return None
+        w = self.window
+        rows = _window_region_ids(padded_h, w, shifted)
+        cols = _window_region_ids(padded_w, w, shifted)
+        region = rows[:, None] * 3 + cols[None, :]  # (Hp, Wp)
+        valid = torch.zeros(padded_h, padded_w, dtype=torch.bool)
+        valid[:height, :width] = True
+        if shifted:
+            valid = torch.roll(valid, shifts=(-self.shift, -self.shift), dims=(0, 1))
+        region = _partition(region[None, :, :, None], w).reshape(-1, w * w)  # (nW, T)
+        valid = _partition(valid[None, :, :, None], w).reshape(-1, w * w)
+        blocked = region[:, :, None] != region[:, None, :]
+        blocked |= ~valid[:, None, :]
+        windows = blocked.flatten(1).any(1).nonzero().flatten()
+        values = torch.zeros(blocked[windows].shape, dtype=torch.float32)
+        values.masked_fill_(blocked[windows], MASKED_SCORE)
+        return windows.to(device), values[:, None].to(device)
 
     def _token_order(self, padded_h: int, padded_w: int, device: torch.device) -> tuple[Tensor, Tensor]:
         """Where each window token comes from in the (padded) map, and the way back.
@@ -158,16 +162,21 @@ class WindowAttention(nn.Module):
         key = (padded_h, padded_w, device)
         cached = self._order_cache.get(key)
         if cached is None:
-            w, shift = self.window, self.shift
-            rows = torch.arange(padded_h).reshape(padded_h // w, 1, w, 1)
-            cols = torch.arange(padded_w).reshape(1, padded_w // w, 1, w)
-            order = (((rows + shift) % padded_h) * padded_w + (cols + shift) % padded_w).reshape(-1)
-            inverse = torch.empty_like(order)
-            inverse[order] = torch.arange(order.numel())
+            with torch.inference_mode(False):  # cached: must serve a later pass under autograd too
+                cached = self._build_token_order(padded_h, padded_w, device)
             if len(self._order_cache) > 32:
                 self._order_cache.clear()
-            cached = self._order_cache[key] = (order.to(device), inverse.to(device))
+            self._order_cache[key] = cached
         return cached
+
+    def _build_token_order(self, padded_h: int, padded_w: int, device: torch.device) -> tuple[Tensor, Tensor]:
+        w, shift = self.window, self.shift
+        rows = torch.arange(padded_h).reshape(padded_h // w, 1, w, 1)
+        cols = torch.arange(padded_w).reshape(1, padded_w // w, 1, w)
+        order = (((rows + shift) % padded_h) * padded_w + (cols + shift) % padded_w).reshape(-1)
+        inverse = torch.empty_like(order)
+        inverse[order] = torch.arange(order.numel())
+        return order.to(device), inverse.to(device)
 
     def _dense_mask(self, mask: WindowMask | None, num_windows: int) -> Tensor | None:
         """The mask for every window, (nW, 1, T, T), zeros where nothing is masked (kept
@@ -177,8 +186,9 @@ class WindowAttention(nn.Module):
         windows, values = mask
         cached = self._dense_cache
         if cached is None or cached[0] is not values or cached[1].shape[0] != num_windows:
-            dense = values.new_zeros(num_windows, *values.shape[1:])
-            dense[windows] = values
+            with torch.inference_mode(False):
+                dense = values.new_zeros(num_windows, *values.shape[1:])
+                dense[windows] = values
             cached = self._dense_cache = (values, dense)
         return cached[1]
 

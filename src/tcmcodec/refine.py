@@ -1,0 +1,99 @@
+"""Encoder-side refinement of the latents: slower encoding, same decoder, same format.
+
+The analysis transform g_a is amortised: one network guesses the latents of every image.
+For a given image, the latents y that minimise the rate-distortion loss can be found
+directly by gradient descent through the entropy model and the synthesis transform, with
+the decoder untouched (Campos et al., "Content adaptive optimization for neural image
+compression", CVPR-W 2019; Yang, Bamler, Mandt, "Improving inference for neural image
+compression", NeurIPS 2020). The small bundled model has a large amortisation gap at high
+rates, where its transforms cap the quality (docs/model-card.md).
+
+Here z (and so the hyperprior's means and scales) stays as g_a and h_a give it; y starts
+from g_a's output and takes ``steps`` Adam steps on ``bpp(y) + lambda * 255^2 * MSE``
+over the image's own pixels, with the training objective's proxies (additive noise for the
+rate, straight-through rounding for the reconstruction). The result is coded like any y.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+
+import numpy as np
+import torch
+from torch import Tensor
+
+from tcmcodec.errors import TcmError
+from tcmcodec.train.losses import PIXEL_RANGE
+
+#: Adam step size on the latents (their values are O(1)-O(10) after the gain)
+DEFAULT_REFINE_LR = 5e-3
+#: refinement differentiates through g_s at full resolution: refuse beyond this size
+REFINE_MAX_PIXELS = 4_000_000
+
+
+def lambda_for_rate(rate_lambdas: Sequence[float], rate: float) -> float:
+    """The trade-off a variable-rate model was trained for at (fractional) level ``rate``:
+    the lambda table interpolated linearly in log lambda, as the gain vectors are."""
+    if not rate_lambdas:
+        raise TcmError("a fixed-rate model has no lambda table: give the refinement lambda")
+    top = len(rate_lambdas) - 1
+    if not 0 <= rate <= top:
+        raise TcmError(f"rate level {rate} is outside 0..{top}")
+    return float(math.exp(np.interp(rate, np.arange(top + 1), np.log(rate_lambdas))))
+
+
+def refine_latents(model, x: Tensor, rate: float | None, steps: int, *, lmbda: float,
+                   valid: tuple[int, int, int, int] = (0, 0, 0, 0),
+                   lr: float = DEFAULT_REFINE_LR) -> tuple[Tensor, Tensor]:
+    """y and z for :meth:`TCM.compress_analysis`, y refined for this image.
+
+    Args:
+        model: a :class:`tcmcodec.model.TCM` (its weights are not changed).
+        x: (1, 3, H, W) padded image in [0, 1]; H, W multiples of the model's padding.
+        rate: the rate level (variable-rate models) or None.
+        steps: Adam steps (0: g_a's latents unchanged).
+        lmbda: the rate-distortion trade-off (see :func:`lambda_for_rate`).
+        valid: the padding (left, right, top, bottom): distortion is measured inside it only.
+        lr: Adam step size.
+    Returns y (1, M, H/16, W/16) and z (1, hyper, H/64, W/64).
+    """
+    if steps < 0:
+        raise TcmError(f"refinement steps must be >= 0, got {steps}")
+    if lmbda <= 0:
+        raise TcmError(f"the refinement lambda must be positive, got {lmbda}")
+    multiple = model.config.pad_multiple
+    if x.shape[-2] % multiple or x.shape[-1] % multiple:
+        raise ValueError(f"pad the image to multiples of {multiple} first, got {tuple(x.shape[-2:])}")
+    if x.shape[-2] * x.shape[-1] > REFINE_MAX_PIXELS:
+        raise TcmError(f"refinement is limited to {REFINE_MAX_PIXELS / 1e6:g} megapixels "
+                       f"(this image: {x.shape[-2] * x.shape[-1] / 1e6:.1f}); encode without it")
+    with torch.no_grad():
+        y, z = model.analysis(x, rate)
+    if steps == 0:
+        return y, z
+    left, right, top, bottom = valid
+    height, width = x.shape[-2:]
+    inside = (..., slice(top, height - bottom), slice(left, width - right))
+    target = x[inside]
+    num_pixels = target.shape[-2] * target.shape[-1]
+    y = y.detach().clone().requires_grad_(True)
+    optimizer = torch.optim.Adam([y], lr=lr)
+    noisy = (model.gaussian_conditional, model.entropy_bottleneck)
+    modes = [m.training for m in noisy]
+    try:
+        for m in noisy:  # additive-noise likelihoods: the rate proxy has a gradient
+            m.train()
+        with torch.enable_grad():
+            for _ in range(steps):
+                out = model.forward_latents(y, z, rate)
+                bits = -out["likelihoods"]["y"].log2().sum()
+                mse = (out["x_hat"][inside] - target).square().mean()
+                loss = bits / num_pixels + lmbda * PIXEL_RANGE**2 * mse
+                (grad,) = torch.autograd.grad(loss, [y])  # the weights get no gradient
+                y.grad = grad
+                optimizer.step()
+    finally:
+        for m, mode in zip(noisy, modes):
+            m.train(mode)
+    return y.detach(), z
