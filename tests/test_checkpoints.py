@@ -94,3 +94,24 @@ def test_export_drops_training_state_and_fp16_export_loads_back(tmp_path, tiny_v
     with torch.no_grad():
         diff = (model(x, 1.0)["x_hat"] - tiny_vr_model(x, 1.0)["x_hat"]).abs().max()
     assert float(diff) < 0.05
+
+
+def test_architecture_constants_survive_fp16_export_and_zeroed_files(tmp_path, tiny_vr_model):
+    from tcmcodec.checkpoints import CONSTANT_BUFFERS
+
+    def constants(model):
+        return {k: v for k, v in model.state_dict().items() if k.rsplit(".", 1)[-1] in CONSTANT_BUFFERS}
+
+    expected = constants(tiny_vr_model)
+    assert float(tiny_vr_model.gaussian_conditional.likelihood_lower_bound.bound) == pytest.approx(1e-9)
+    path, digest = export_weights(tiny_vr_model, tmp_path / "half.pt", half=True)
+    assert not any(k.rsplit(".", 1)[-1] in CONSTANT_BUFFERS for k in torch.load(path, weights_only=True)["state_dict"])
+    loaded = load_checkpoint(path)
+    assert all(torch.equal(v, expected[k]) for k, v in constants(loaded).items())  # 1e-9, not fp16's 0
+    # a file from before (constants stored in float16, the likelihood floor as 0) loads the same
+    old = {k: (v.half() if v.is_floating_point() else v) for k, v in tiny_vr_model.state_dict().items()}
+    assert float(old["gaussian_conditional.likelihood_lower_bound.bound"]) == 0.0
+    torch.save({"config": tiny_vr_model.config.to_dict(), "state_dict": old}, tmp_path / "old.pt")
+    from_old = load_checkpoint(tmp_path / "old.pt")
+    assert all(torch.equal(v, expected[k]) for k, v in constants(from_old).items())
+    assert from_old.weights_hash == loaded.weights_hash == digest

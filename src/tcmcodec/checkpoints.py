@@ -28,6 +28,13 @@ from tcmcodec.model import TCM
 
 #: buffers derived from the parameters by ``update()``; rebuilt on every load
 DERIVED_BUFFERS = ("_quantized_cdf", "_offset", "_cdf_length", "scale_table")
+#: buffers that are constants of the architecture, set when the model is built and never
+#: learned: LowerBound bounds (the 1e-9 likelihood floor, the 0.11 scale floor, GDN's), GDN's
+#: pedestal, the bottleneck's quantile targets. Not stored, not hashed, and loading keeps the
+#: constructed values: float16 storage turned the likelihood floor into 0 (log2 0 = -inf).
+CONSTANT_BUFFERS = ("bound", "pedestal", "scale_bound", "target")
+#: what inference files and weight hashes leave out
+NOT_STORED = DERIVED_BUFFERS + CONSTANT_BUFFERS
 #: prefixes that wrappers (DataParallel, DDP, torch.compile) put in front of every key
 WRAPPER_PREFIXES = ("module.", "_orig_mod.")
 #: format tag of the inference files written by :func:`export_weights`
@@ -140,7 +147,7 @@ def weights_hash(state: Mapping[str, Tensor]) -> str:
     """
     digest = hashlib.sha256()
     for key in sorted(state):
-        if key.rsplit(".", 1)[-1] in DERIVED_BUFFERS:
+        if key.rsplit(".", 1)[-1] in NOT_STORED:
             continue
         tensor = state[key].detach().to("cpu").contiguous()
         digest.update(key.encode())
@@ -155,7 +162,7 @@ def model_from_state_dict(state: Mapping[str, Tensor], config: TCMConfig | None 
     if config is None:
         config = infer_config(state)
     model = TCM(config)
-    weights = {k: v for k, v in state.items() if k.rsplit(".", 1)[-1] not in DERIVED_BUFFERS}
+    weights = {k: v for k, v in state.items() if k.rsplit(".", 1)[-1] not in NOT_STORED}
     expected = model.state_dict()
     for key, value in weights.items():
         if key in expected and expected[key].shape != value.shape:
@@ -164,7 +171,7 @@ def model_from_state_dict(state: Mapping[str, Tensor], config: TCMConfig | None 
                 f"for config {config.name}"
             )
     missing, unexpected = torch.nn.Module.load_state_dict(model, {k: v.float() for k, v in weights.items()}, strict=False)
-    missing = [k for k in missing if k.rsplit(".", 1)[-1] not in DERIVED_BUFFERS]
+    missing = [k for k in missing if k.rsplit(".", 1)[-1] not in NOT_STORED]
     if missing or unexpected:
         detail = f"missing {missing[:3]}" if missing else f"unexpected {unexpected[:3]}"
         raise ModelNotFoundError(f"checkpoint does not match the TCM architecture ({detail})")
@@ -172,6 +179,16 @@ def model_from_state_dict(state: Mapping[str, Tensor], config: TCMConfig | None 
     model.eval()
     model.weights_hash = weights_hash(model.state_dict())  # type: ignore[attr-defined]
     return model
+
+
+def load_learned_state(model: torch.nn.Module, state: Mapping[str, Tensor]) -> None:
+    """Load a full state dict (a training checkpoint's) into ``model``, keeping its
+    :data:`CONSTANT_BUFFERS` as constructed; any other missing or unexpected key is an error."""
+    learned = {k: v for k, v in state.items() if k.rsplit(".", 1)[-1] not in CONSTANT_BUFFERS}
+    missing, unexpected = model.load_state_dict(learned, strict=False)
+    missing = [k for k in missing if k.rsplit(".", 1)[-1] not in CONSTANT_BUFFERS]
+    if missing or unexpected:
+        raise RuntimeError(f"state does not match the model: missing {missing[:3]}, unexpected {unexpected[:3]}")
 
 
 def load_checkpoint(path: str | os.PathLike) -> TCM:
@@ -198,7 +215,7 @@ def export_weights(model: TCM, out: str | os.PathLike, *, half: bool = False,
     state = {
         k: (v.half() if half and v.is_floating_point() else v).detach().cpu().clone()
         for k, v in model.state_dict().items()
-        if k.rsplit(".", 1)[-1] not in DERIVED_BUFFERS
+        if k.rsplit(".", 1)[-1] not in NOT_STORED
     }
     # the hash names what a decoder will compute: the weights as they will be loaded
     digest = weights_hash({k: v.float() if v.is_floating_point() else v for k, v in state.items()})

@@ -17,6 +17,8 @@ import copy
 import torch
 from torch import nn
 
+from tcmcodec.checkpoints import load_learned_state
+
 #: ``decay_t = min(decay, (1 + t) / (WARMUP_OFFSET + t))``
 WARMUP_OFFSET = 10
 
@@ -62,4 +64,4 @@ class WeightAverage:
         """Continue an average saved as ``weights`` after ``updates`` updates (the decay is
         the resuming command's)."""
         self.updates = int(updates)
-        self.model.load_state_dict(weights)  # CompressionModel resizes the CDF tables
+        load_learned_state(self.model, weights)  # CompressionModel resizes the CDF tables

@@ -31,7 +31,7 @@ import torch.distributed as dist
 from torch import nn
 from torch.utils.data import DataLoader
 
-from tcmcodec.checkpoints import DERIVED_BUFFERS, extract_state_dict, read_checkpoint
+from tcmcodec.checkpoints import NOT_STORED, extract_state_dict, load_learned_state, read_checkpoint
 from tcmcodec.config import TCMConfig, get_preset
 from tcmcodec.errors import TcmError
 from tcmcodec.layers.gain import resample_log_gains
@@ -284,7 +284,7 @@ class Trainer:
         """
         data = read_checkpoint(path)
         state = extract_state_dict(data)
-        own = {k: v for k, v in self.model.state_dict().items() if k.rsplit(".", 1)[-1] not in DERIVED_BUFFERS}
+        own = {k: v for k, v in self.model.state_dict().items() if k.rsplit(".", 1)[-1] not in NOT_STORED}
         source_config = data.get("config")
         source_lambdas = tuple(source_config.get("rate_lambdas", ())) if isinstance(source_config, dict) else ()
         if source_lambdas and self.config.variable_rate and source_lambdas != self.config.rate_lambdas:
@@ -335,7 +335,7 @@ class Trainer:
             raise TrainingError(f"{path} is not a tcmcodec training checkpoint")
         if TCMConfig.from_dict(data["config"]).replace(name=self.config.name) != self.config:
             raise TrainingError(f"{path} was trained with another model config; use another --out")
-        self.model.load_state_dict(data["state_dict"])
+        load_learned_state(self.model, data["state_dict"])
         if self.average is not None:
             if "ema_state_dict" in data:
                 self.average.restore(data["ema_state_dict"], data["ema"]["updates"])
