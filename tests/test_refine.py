@@ -95,3 +95,10 @@ def test_cli_refuses_a_negative_refinement_with_one_line(tmp_path, capsys, tiny_
     assert len(err) == 1 and "--refine" in err[0]
     assert run_cli("encode", src, tmp_path / "b.tcm", "--checkpoint", tiny_vr_checkpoint, "--refine", "2") == 0
     assert run_cli("decode", tmp_path / "b.tcm", tmp_path / "b.png", "--checkpoint", tiny_vr_checkpoint) == 0
+
+
+def test_non_finite_latents_are_refused_before_entropy_coding(tiny_vr_model):
+    y, z = refine_latents(tiny_vr_model, _image(), 1.0, 0, lmbda=0.016)
+    y[0, 0, 0, 0] = float("nan")
+    with pytest.raises(ValueError, match="not finite"):
+        tiny_vr_model.compress_analysis(y, z, 1.0)

@@ -377,6 +377,9 @@ class TCM(CompressionModel):
         """Code y and z as :meth:`analysis` returns them (or as an encoder refined them):
         what :meth:`compress` returns."""
         rate = self._check_rate(rate)
+        if not (torch.isfinite(y).all() and torch.isfinite(z).all()):
+            # a NaN cast to an integer symbol is a huge value: the rANS coder would not return
+            raise ValueError("the latents are not finite: the weights or the input are broken")
         bottleneck = self.entropy_bottleneck
         z_strings = bottleneck.compress(z)
         # what decompress(z_strings) returns: round(z - median) + median (rANS is lossless)

@@ -91,6 +91,8 @@ def refine_latents(model, x: Tensor, rate: float | None, steps: int, *, lmbda: f
                 mse = (out["x_hat"][inside] - target).square().mean()
                 loss = bits / num_pixels + lmbda * PIXEL_RANGE**2 * mse
                 (grad,) = torch.autograd.grad(loss, [y])  # the weights get no gradient
+                if not (torch.isfinite(loss) and torch.isfinite(grad).all()):
+                    break  # keep the last finite latents rather than code NaNs
                 y.grad = grad
                 optimizer.step()
     finally:
