@@ -115,3 +115,7 @@ def test_architecture_constants_survive_fp16_export_and_zeroed_files(tmp_path, t
     from_old = load_checkpoint(tmp_path / "old.pt")
     assert all(torch.equal(v, expected[k]) for k, v in constants(from_old).items())
     assert from_old.weights_hash == loaded.weights_hash == digest
+    # fp32 weights keep the hash of their full state, constants included (as before they
+    # were left out of the files), so .tcm files made with them still decode
+    _, full = export_weights(tiny_vr_model, tmp_path / "full.pt")
+    assert full == weights_hash(tiny_vr_model.state_dict()) == load_checkpoint(tmp_path / "full.pt").weights_hash

@@ -30,10 +30,10 @@ from tcmcodec.model import TCM
 DERIVED_BUFFERS = ("_quantized_cdf", "_offset", "_cdf_length", "scale_table")
 #: buffers that are constants of the architecture, set when the model is built and never
 #: learned: LowerBound bounds (the 1e-9 likelihood floor, the 0.11 scale floor, GDN's), GDN's
-#: pedestal, the bottleneck's quantile targets. Not stored, not hashed, and loading keeps the
-#: constructed values: float16 storage turned the likelihood floor into 0 (log2 0 = -inf).
+#: pedestal, the bottleneck's quantile targets. Not stored, and loading keeps the constructed
+#: values (hashed as such): float16 storage turned the likelihood floor into 0 (log2 0 = -inf).
 CONSTANT_BUFFERS = ("bound", "pedestal", "scale_bound", "target")
-#: what inference files and weight hashes leave out
+#: what inference files leave out
 NOT_STORED = DERIVED_BUFFERS + CONSTANT_BUFFERS
 #: prefixes that wrappers (DataParallel, DDP, torch.compile) put in front of every key
 WRAPPER_PREFIXES = ("module.", "_orig_mod.")
@@ -147,7 +147,7 @@ def weights_hash(state: Mapping[str, Tensor]) -> str:
     """
     digest = hashlib.sha256()
     for key in sorted(state):
-        if key.rsplit(".", 1)[-1] in NOT_STORED:
+        if key.rsplit(".", 1)[-1] in DERIVED_BUFFERS:
             continue
         tensor = state[key].detach().to("cpu").contiguous()
         digest.update(key.encode())
@@ -217,8 +217,11 @@ def export_weights(model: TCM, out: str | os.PathLike, *, half: bool = False,
         for k, v in model.state_dict().items()
         if k.rsplit(".", 1)[-1] not in NOT_STORED
     }
-    # the hash names what a decoder will compute: the weights as they will be loaded
-    digest = weights_hash({k: v.float() if v.is_floating_point() else v for k, v in state.items()})
+    # the hash names what a decoder will compute: the weights as they will be loaded, with
+    # the architecture constants they are loaded with (so fp32 weights keep the hash they had
+    # when the constants were stored)
+    constants = {k: v for k, v in model.state_dict().items() if k.rsplit(".", 1)[-1] in CONSTANT_BUFFERS}
+    digest = weights_hash({**constants, **{k: v.float() if v.is_floating_point() else v for k, v in state.items()}})
     out = Path(out)
     if out.is_dir():
         out = out / f"{model.config.name}-{digest}.pt"
