@@ -315,7 +315,14 @@ class TCM(CompressionModel):
         z_offset = self.entropy_bottleneck._get_medians()
         z_hat = quantize_ste(z - z_offset) + z_offset
         latent_means, latent_scales = self.hyper_parameters(z_hat, rate)
+        x_hat, y_likelihoods = self.forward_y(y, latent_means, latent_scales, rate)
+        return {"x_hat": x_hat, "likelihoods": {"y": y_likelihoods, "z": z_likelihoods}}
 
+    def forward_y(self, y: Tensor, latent_means: Tensor, latent_scales: Tensor,
+                  rate: Rate = None) -> tuple[Tensor, Tensor]:
+        """The part of :meth:`forward_latents` after the hyperprior: x̂ (not clamped) and the
+        likelihoods of y (B, M, h, w), given the hyper means and scales (B, M, h, w).
+        Refinement, which keeps z, calls it alone."""
         y_slices = y.chunk(self.config.num_slices, dim=1)
         likelihoods: list[Tensor] = []
 
@@ -325,11 +332,7 @@ class TCM(CompressionModel):
             return quantize_ste(y_slices[index] - mean) + mean
 
         y_hat = self._slice_loop(latent_means, latent_scales, noisy)
-        x_hat = self.synthesis(y_hat, rate)
-        return {
-            "x_hat": x_hat,
-            "likelihoods": {"y": torch.cat(likelihoods, dim=1), "z": z_likelihoods},
-        }
+        return self.synthesis(y_hat, rate), torch.cat(likelihoods, dim=1)
 
     # ------------------------------------------------------------------ coding
     def _branches_in_parallel(self) -> bool:

@@ -77,18 +77,22 @@ def refine_latents(model, x: Tensor, rate: float | None, steps: int, *, lmbda: f
     inside = (..., slice(top, height - bottom), slice(left, width - right))
     target = x[inside]
     num_pixels = target.shape[-2] * target.shape[-1]
+    with torch.no_grad():  # z is kept: its hyper means and scales once, not per step
+        bottleneck = model.entropy_bottleneck
+        z_hat = bottleneck.quantize(z, "dequantize", bottleneck._get_medians())
+        latent_means, latent_scales = model.hyper_parameters(z_hat, rate)
     y = y.detach().clone().requires_grad_(True)
     optimizer = torch.optim.Adam([y], lr=lr)
-    noisy = (model.gaussian_conditional, model.entropy_bottleneck)
+    noisy = (model.gaussian_conditional,)
     modes = [m.training for m in noisy]
     try:
         for m in noisy:  # additive-noise likelihoods: the rate proxy has a gradient
             m.train()
         with torch.enable_grad():
             for _ in range(steps):
-                out = model.forward_latents(y, z, rate)
-                bits = -out["likelihoods"]["y"].log2().sum()
-                mse = (out["x_hat"][inside] - target).square().mean()
+                x_hat, likelihoods = model.forward_y(y, latent_means, latent_scales, rate)
+                bits = -likelihoods.log2().sum()
+                mse = (x_hat[inside] - target).square().mean()
                 loss = bits / num_pixels + lmbda * PIXEL_RANGE**2 * mse
                 (grad,) = torch.autograd.grad(loss, [y])  # the weights get no gradient
                 if not (torch.isfinite(loss) and torch.isfinite(grad).all()):
