@@ -22,6 +22,7 @@ COMMANDS: dict[str, str] = {
     "models": "tcmcodec.cli.models",
     "train": "tcmcodec.cli.train",
     "export": "tcmcodec.cli.export",
+    "widen": "tcmcodec.cli.widen",
     "eval": "tcmcodec.cli.eval",
     "compare": "tcmcodec.cli.compare",
     "demo": "tcmcodec.cli.demo",
