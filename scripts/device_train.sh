@@ -5,7 +5,7 @@
 # here (docs/training.md, "Training on a lent GPU"):
 #   run(command="bash scripts/device_train.sh", carry=[".train-crops", ".whl"], timeout_s=600)
 # Settings (environment): MODEL (tcm-cpu), INIT (the bundled weights; "none": from
-# scratch), MINUTES (7) at LR (3e-4), then FINE_MINUTES (0) at FINE_LR (LR/10), PATCH (256),
+# scratch), WIDEN (0; 1: INIT is a narrow model, widened into MODEL first by `tcm widen`), MINUTES (7) at LR (3e-4), then FINE_MINUTES (0) at FINE_LR (LR/10), PATCH (256),
 # BATCH (16), WORKERS (8), TAG (gpu; runs with different TAGs can share the GPU: a run of
 # tcm-cpu keeps it less than half busy). Results land in $OUT: TAG-train.log,
 # TAG-metrics.jsonl and MODEL-TAG.pt (fp16 inference weights of the moving average), cut
@@ -35,6 +35,10 @@ python3 -c "import torch, compressai; print('torch', torch.__version__, 'cuda', 
 
 RUN=/tmp/device-run-$TAG
 LOG=$OUT/$TAG-train.log
+if [ "${WIDEN:-0}" = 1 ]; then
+  python3 -m tcmcodec widen "$INIT" "/tmp/widened-$TAG.pt" --model "$MODEL"
+  INIT=/tmp/widened-$TAG.pt
+fi
 INIT_ARGS=()
 [ "$INIT" = none ] || INIT_ARGS=(--init "$INIT")
 python3 -m tcmcodec train --data .train-crops --model "$MODEL" "${INIT_ARGS[@]}" --lr "$LR" \

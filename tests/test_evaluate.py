@@ -368,6 +368,29 @@ def test_tcm_adapter_calls_the_public_api_with_model_and_quality(monkeypatch, sm
     assert (tmp_path / "out" / "tcm-fake-model.json").exists()
 
 
+def test_tcm_spec_with_refinement_encodes_refined_and_names_it(monkeypatch):
+    import tcmcodec
+
+    seen = {}
+
+    def encode(image, **kw):
+        seen.update(kw)
+        return b"x"
+
+    monkeypatch.setattr(tcmcodec, "encode", encode)
+    codec = get_codec("tcm:checkpoint=/w/a+b.pt+refine=7")
+    assert (codec.checkpoint, codec.refine) == ("/w/a+b.pt", 7)
+    assert codec.name == "tcm:checkpoint=/w/a+b.pt+refine=7" and "refined 7" in codec.label
+    assert codec.settings["refine_steps"] == 7
+    codec._loaded = "model"
+    codec.encode(np.zeros((8, 8, 3), np.uint8), 3)
+    assert seen == {"model": "model", "refine": 7, "quality": 3}
+    assert get_codec("tcm:m").refine == 0 and get_codec("tcm:m").settings["refine_steps"] == 0
+    for bad in ("tcm:m+refine=x", "tcm:m+refine=-2"):
+        with pytest.raises(TcmError, match="refine"):
+            get_codec(bad)
+
+
 def test_tcm_codec_round_trips_with_the_real_api(small_dataset):
     import tcmcodec
 

@@ -25,7 +25,8 @@ jxl        libjxl quality 0-100 (maps to butteraugli distance), ``effort=7``, XY
 heic       libheif/x265 quality 0-100, 4:2:0, x265 ``preset=slow``, ``tune=ssim`` (libheif defaults)
 jpeg2000   OpenJPEG, *target bits per pixel* (``quality_layers=[24 / bpp]``), 9/7 irreversible
            wavelet with the ICT colour transform, raw J2K codestream (no JP2 box)
-tcm:NAME   our model; ``quality`` is the model's quality index (``tcmcodec.zoo``)
+tcm:NAME   our model; ``quality`` is the model's quality index (``tcmcodec.zoo``);
+           ``tcm:NAME+refine=25``: with 25 steps of encoder-side latent refinement
 =========  ==================================================================================
 """
 
@@ -417,26 +418,38 @@ class Jpeg2000Codec(Codec):
         return f"JPEG 2000 (OpenJPEG {features.version('jpg_2000')}), 9/7, ICT, 4:4:4"
 
 
+#: ``tcm:NAME+refine=STEPS``: encoder-side refinement in an evaluation
+REFINE_SUFFIX = "+refine="
+
+
 class TcmCodec(Codec):
     """Our codec through the public API ``tcmcodec.encode`` / ``tcmcodec.decode``.
 
     ``tcm:NAME`` uses a model from the zoo (qualities from ``tcmcodec.zoo.get_entry(NAME)``);
     ``tcm:checkpoint=PATH`` loads a checkpoint once with ``tcmcodec.load_model`` (its qualities
     come from the model's ``qualities`` attribute if it has one, else a single ``None`` point).
-    Model loading happens in :meth:`prepare`, outside the timed region.
+    Model loading happens in :meth:`prepare`, outside the timed region. A ``+refine=STEPS``
+    suffix (``tcm:NAME+refine=25``) encodes with that many steps of encoder-side latent
+    refinement (:mod:`tcmcodec.refine`); the decoder is the same.
     """
 
     label = "TCM"
     quality_meaning = "model quality index (tcmcodec.zoo)"
     is_learned = True
 
-    def __init__(self, model: str | None = None, checkpoint: str | None = None):
+    def __init__(self, model: str | None = None, checkpoint: str | None = None, refine: int = 0):
         if (model is None) == (checkpoint is None):
             raise TcmError("tcm codec needs exactly one of a model name or checkpoint=PATH")
+        if refine < 0:
+            raise TcmError(f"tcm codec: refine steps must be >= 0, got {refine}")
         self.model = model
         self.checkpoint = checkpoint
+        self.refine = refine
         self.name = f"tcm:{model}" if model is not None else f"tcm:checkpoint={checkpoint}"
         self.label = f"TCM ({model})" if model is not None else f"TCM ({_basename(checkpoint)})"
+        if refine:
+            self.name += f"{REFINE_SUFFIX}{refine}"
+            self.label = f"{self.label[:-1]}, refined {refine})"
         self._loaded = None
 
     def __getstate__(self):  # loaded models are not sent to worker processes
@@ -482,6 +495,8 @@ class TcmCodec(Codec):
 
     def _kwargs(self, quality: Quality) -> dict:
         kw: dict = {"model": self._model_arg()}
+        if self.refine:
+            kw["refine"] = self.refine
         if quality is not None:
             kw["quality"] = quality
         return kw
@@ -525,6 +540,7 @@ class TcmCodec(Codec):
             s["model"] = self.model
         else:
             s["checkpoint"] = self.checkpoint
+        s["refine_steps"] = self.refine
         return s
 
     @property
@@ -568,12 +584,21 @@ def get_codec(spec: str) -> Codec:
         rest = spec[4:] if len(spec) > 3 else ""
         if not rest:
             raise TcmError("tcm needs a model: use tcm:MODEL or tcm:checkpoint=PATH")
+        refine = 0
+        head, sep, steps = rest.rpartition(REFINE_SUFFIX)
+        if sep:
+            try:
+                refine = int(steps)
+            except ValueError:
+                raise TcmError(f"bad refinement in {spec!r}: use {REFINE_SUFFIX}STEPS, e.g. "
+                               f"tcm:MODEL{REFINE_SUFFIX}25") from None
+            rest = head
         if rest.startswith("checkpoint="):
-            return TcmCodec(checkpoint=rest[len("checkpoint=") :])
-        return TcmCodec(model=rest)
+            return TcmCodec(checkpoint=rest[len("checkpoint=") :], refine=refine)
+        return TcmCodec(model=rest, refine=refine)
     key = ALIASES.get(key, key)
     if key not in REGISTRY:
-        known = ", ".join(sorted(REGISTRY)) + ", tcm:MODEL, tcm:checkpoint=PATH"
+        known = ", ".join(sorted(REGISTRY)) + ", tcm:MODEL, tcm:checkpoint=PATH (+refine=STEPS)"
         raise TcmError(f"unknown codec {spec!r} (known: {known})")
     return REGISTRY[key]()
 
