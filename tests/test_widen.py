@@ -78,3 +78,10 @@ def test_cli_widen_into_an_unrelated_preset_is_one_line_error(tmp_path, tiny_vr_
     err = capsys.readouterr().err.strip()
     assert err.count("\n") == 0 and "cannot widen tcm-tiny-vr into tcm-s" in err
     assert not (tmp_path / "x.pt").exists()
+
+
+def test_widening_fp16_weights_gives_float32_and_leaves_the_narrow_model_alone():
+    narrow = _trained_like().half()
+    wide = widen_model(narrow)
+    assert {p.dtype for p in wide.parameters()} == {torch.float32}
+    assert {p.dtype for p in narrow.parameters()} == {torch.float16}

@@ -97,20 +97,21 @@ def _widen_affine(wide: nn.Module, narrow: nn.Module, out_block: int, noise: flo
     n_out, n_in = narrow.weight.shape[:2]
     rows = _index_map(n_out, w_out, out_block)
     cols = _index_map(n_in, w_in)
-    weight = narrow.weight.detach()[rows][:, cols].clone()
+    source = narrow.weight.detach().float()
+    weight = source[rows][:, cols]
     if w_in != n_in:
         weight /= FACTOR
-        spread = noise * narrow.weight.detach().std().item() / FACTOR
+        spread = noise * source.std().item() / FACTOR
         weight += _pair_noise(weight.shape, 1, spread, generator)
     wide.weight.data.copy_(weight)
     if wide.bias is not None:
-        wide.bias.data.copy_(narrow.bias.detach()[rows])
+        wide.bias.data.copy_(narrow.bias.detach().float()[rows])
 
 
 def _widen_gdn(wide: GDN, narrow: GDN) -> None:
     index = _index_map(narrow.beta.shape[0], wide.beta.shape[0])
-    beta = narrow.beta_reparam(narrow.beta.detach())[index]
-    gamma = narrow.gamma_reparam(narrow.gamma.detach())[index][:, index]
+    beta = narrow.beta_reparam(narrow.beta.detach().float())[index]
+    gamma = narrow.gamma_reparam(narrow.gamma.detach().float())[index][:, index]
     if len(index) != narrow.beta.shape[0]:
         gamma = gamma / FACTOR
     wide.beta.data.copy_(wide.beta_reparam.init(beta))
@@ -153,13 +154,13 @@ def widen_model(narrow: TCM, config: TCMConfig | None = None, *, noise: float = 
     for name, module in wide.named_modules():
         source = narrow_modules[name]
         if isinstance(module, (nn.Conv2d, nn.Linear)):
-            _widen_affine(module, source.float(), shuffled.get(name, 1), noise, generator)
+            _widen_affine(module, source, shuffled.get(name, 1), noise, generator)
         elif isinstance(module, nn.LayerNorm):
             index = _index_map(source.weight.shape[0], module.weight.shape[0])
-            module.weight.copy_(source.weight[index])
-            module.bias.copy_(source.bias[index])
+            module.weight.copy_(source.weight.float()[index])
+            module.bias.copy_(source.bias.float()[index])
         elif isinstance(module, GDN):
-            _widen_gdn(module, source.float())
+            _widen_gdn(module, source)
         elif isinstance(module, WindowAttention):
             module.relative_position_params.copy_(source.relative_position_params)
             handled.add(f"{name}.relative_position_params")
