@@ -287,3 +287,34 @@ def test_resampled_gains_interpolate_in_log_lambda_and_refuse_mismatched_tables(
     assert torch.allclose(out, torch.tensor([[1.0, 2.0], [2.0, 3.0], [3.0, 4.0]]))
     with pytest.raises(ValueError, match="one log-gain row per lambda"):
         resample_log_gains(log_gain, [0.01, 0.02, 0.04], [0.02])
+
+
+def test_entropy_bottleneck_gives_compressais_values_without_reading_tensors_on_the_host():
+    from compressai.entropy_models import EntropyBottleneck as CompressAIBottleneck
+    from torch.utils._python_dispatch import TorchDispatchMode
+
+    from tcmcodec.entropy_models import EntropyBottleneck
+
+    class HostReads(TorchDispatchMode):
+        """Counts reads of tensor values by the host (a GPU synchronisation on CUDA)."""
+
+        count = 0
+
+        def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+            self.count += func is torch.ops.aten._local_scalar_dense.default
+            return func(*args, **(kwargs or {}))
+
+    torch.manual_seed(0)
+    ours, theirs = EntropyBottleneck(8), CompressAIBottleneck(8)
+    theirs.load_state_dict(ours.state_dict())
+    z = 3 * torch.randn(2, 8, 5, 7)
+    for training in (False, True):
+        torch.manual_seed(1)
+        with HostReads() as reads_theirs:
+            expected = theirs(z, training=training)
+        torch.manual_seed(1)
+        with HostReads() as reads_ours:
+            got = ours(z, training=training)
+        assert reads_theirs.count > 0 and reads_ours.count == 0
+        for a, b in zip(got, expected):
+            assert torch.equal(a, b)

@@ -24,7 +24,7 @@ from typing import Callable, Iterator, Protocol, TypeVar
 
 import torch
 from compressai.ans import BufferedRansEncoder, RansDecoder
-from compressai.entropy_models import EntropyBottleneck, GaussianConditional
+from compressai.entropy_models import GaussianConditional
 from compressai.layers import (
     ResidualBlockUpsample,
     ResidualBlockWithStride,
@@ -37,6 +37,7 @@ from compressai.ops import quantize_ste
 from torch import Tensor, nn
 
 from tcmcodec.config import LATENT_STRIDE, TCMConfig
+from tcmcodec.entropy_models import EntropyBottleneck
 from tcmcodec.layers import SWAtten, tcm_stage
 from tcmcodec.layers.gain import GainUnits
 from tcmcodec.layers.pointwise import use_pointwise_matmul
