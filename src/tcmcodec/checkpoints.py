@@ -35,6 +35,18 @@ DERIVED_BUFFERS = ("_quantized_cdf", "_offset", "_cdf_length", "scale_table")
 CONSTANT_BUFFERS = ("bound", "pedestal", "scale_bound", "target")
 #: what inference files leave out
 NOT_STORED = DERIVED_BUFFERS + CONSTANT_BUFFERS
+
+
+def is_stored(key: str) -> bool:
+    """Whether state-dict entry ``key`` belongs in an inference file (not derived, not constant)."""
+    return key.rsplit(".", 1)[-1] not in NOT_STORED
+
+
+def is_constant(key: str) -> bool:
+    """Whether state-dict entry ``key`` is one of the :data:`CONSTANT_BUFFERS`."""
+    return key.rsplit(".", 1)[-1] in CONSTANT_BUFFERS
+
+
 #: prefixes that wrappers (DataParallel, DDP, torch.compile) put in front of every key
 WRAPPER_PREFIXES = ("module.", "_orig_mod.")
 #: format tag of the inference files written by :func:`export_weights`
@@ -162,7 +174,7 @@ def model_from_state_dict(state: Mapping[str, Tensor], config: TCMConfig | None 
     if config is None:
         config = infer_config(state)
     model = TCM(config)
-    weights = {k: v for k, v in state.items() if k.rsplit(".", 1)[-1] not in NOT_STORED}
+    weights = {k: v for k, v in state.items() if is_stored(k)}
     expected = model.state_dict()
     for key, value in weights.items():
         if key in expected and expected[key].shape != value.shape:
@@ -171,7 +183,7 @@ def model_from_state_dict(state: Mapping[str, Tensor], config: TCMConfig | None 
                 f"for config {config.name}"
             )
     missing, unexpected = torch.nn.Module.load_state_dict(model, {k: v.float() for k, v in weights.items()}, strict=False)
-    missing = [k for k in missing if k.rsplit(".", 1)[-1] not in NOT_STORED]
+    missing = [k for k in missing if is_stored(k)]
     if missing or unexpected:
         detail = f"missing {missing[:3]}" if missing else f"unexpected {unexpected[:3]}"
         raise ModelNotFoundError(f"checkpoint does not match the TCM architecture ({detail})")
@@ -184,9 +196,9 @@ def model_from_state_dict(state: Mapping[str, Tensor], config: TCMConfig | None 
 def load_learned_state(model: torch.nn.Module, state: Mapping[str, Tensor]) -> None:
     """Load a full state dict (a training checkpoint's) into ``model``, keeping its
     :data:`CONSTANT_BUFFERS` as constructed; any other missing or unexpected key is an error."""
-    learned = {k: v for k, v in state.items() if k.rsplit(".", 1)[-1] not in CONSTANT_BUFFERS}
+    learned = {k: v for k, v in state.items() if not is_constant(k)}
     missing, unexpected = model.load_state_dict(learned, strict=False)
-    missing = [k for k in missing if k.rsplit(".", 1)[-1] not in CONSTANT_BUFFERS]
+    missing = [k for k in missing if not is_constant(k)]
     if missing or unexpected:
         raise RuntimeError(f"state does not match the model: missing {missing[:3]}, unexpected {unexpected[:3]}")
 
@@ -215,12 +227,12 @@ def export_weights(model: TCM, out: str | os.PathLike, *, half: bool = False,
     state = {
         k: (v.half() if half and v.is_floating_point() else v).detach().cpu().clone()
         for k, v in model.state_dict().items()
-        if k.rsplit(".", 1)[-1] not in NOT_STORED
+        if is_stored(k)
     }
     # the hash names what a decoder will compute: the weights as they will be loaded, with
     # the architecture constants they are loaded with (so fp32 weights keep the hash they had
     # when the constants were stored)
-    constants = {k: v for k, v in model.state_dict().items() if k.rsplit(".", 1)[-1] in CONSTANT_BUFFERS}
+    constants = {k: v for k, v in model.state_dict().items() if is_constant(k)}
     digest = weights_hash({**constants, **{k: v.float() if v.is_floating_point() else v for k, v in state.items()}})
     out = Path(out)
     if out.is_dir():

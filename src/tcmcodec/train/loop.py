@@ -31,7 +31,7 @@ import torch.distributed as dist
 from torch import nn
 from torch.utils.data import DataLoader
 
-from tcmcodec.checkpoints import NOT_STORED, extract_state_dict, load_learned_state, read_checkpoint
+from tcmcodec.checkpoints import extract_state_dict, is_stored, load_learned_state, read_checkpoint
 from tcmcodec.config import TCMConfig, get_preset
 from tcmcodec.errors import TcmError
 from tcmcodec.layers.gain import resample_log_gains
@@ -284,7 +284,7 @@ class Trainer:
         """
         data = read_checkpoint(path)
         state = extract_state_dict(data)
-        own = {k: v for k, v in self.model.state_dict().items() if k.rsplit(".", 1)[-1] not in NOT_STORED}
+        own = {k: v for k, v in self.model.state_dict().items() if is_stored(k)}
         source_config = data.get("config")
         source_lambdas = tuple(source_config.get("rate_lambdas", ())) if isinstance(source_config, dict) else ()
         if source_lambdas and self.config.variable_rate and source_lambdas != self.config.rate_lambdas:
