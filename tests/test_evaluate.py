@@ -386,9 +386,26 @@ def test_tcm_spec_with_refinement_encodes_refined_and_names_it(monkeypatch):
     codec.encode(np.zeros((8, 8, 3), np.uint8), 3)
     assert seen == {"model": "model", "refine": 7, "quality": 3}
     assert get_codec("tcm:m").refine == 0 and get_codec("tcm:m").settings["refine_steps"] == 0
-    for bad in ("tcm:m+refine=x", "tcm:m+refine=-2"):
+    for bad in ("tcm:m+refine=x", "tcm:m+refine=-2", "tcm:m+refine-lambda=0.01",
+                "tcm:m+refine=3+refine-lambda=x", "tcm:m+refine=3+refine-lambda=-1"):
         with pytest.raises(TcmError, match="refine"):
             get_codec(bad)
+
+
+def test_tcm_spec_refinement_lambda_reaches_the_encoder_in_either_order(monkeypatch):
+    import tcmcodec
+
+    seen = {}
+    monkeypatch.setattr(tcmcodec, "encode", lambda image, **kw: seen.update(kw) or b"x")
+    for spec in ("tcm:checkpoint=/w/a+b.pt+refine=7+refine-lambda=0.013",
+                 "tcm:checkpoint=/w/a+b.pt+refine-lambda=0.013+refine=7"):
+        codec = get_codec(spec)
+        assert (codec.checkpoint, codec.refine, codec.refine_lambda) == ("/w/a+b.pt", 7, 0.013)
+        assert codec.name == "tcm:checkpoint=/w/a+b.pt+refine=7+refine-lambda=0.013"
+        assert "lambda 0.013" in codec.label and codec.settings["refine_lambda"] == 0.013
+        codec._loaded = "model"
+        codec.encode(np.zeros((8, 8, 3), np.uint8), None)
+        assert seen == {"model": "model", "refine": 7, "refine_lambda": 0.013}
 
 
 def test_tcm_codec_round_trips_with_the_real_api(small_dataset):

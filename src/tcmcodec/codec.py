@@ -146,7 +146,8 @@ def encode_image(image: Any, model: ModelLike = None, quality: float | None = No
         if refine_lambda is None:
             if level is None:
                 raise TcmError(f"model {net.model_name} has a single rate: give the refinement lambda "  # type: ignore[attr-defined]
-                               "(the lambda it was trained for, e.g. --refine-lambda 0.013)")
+                               "(the lambda it was trained for, e.g. --refine-lambda 0.013; "
+                               "in tcm eval: tcm:MODEL+refine=STEPS+refine-lambda=0.013)")
             refine_lambda = lambda_for_rate(net.config.rate_lambdas, level)
     loaded = image_io.load_image(image, max_pixels=max_pixels)
     height, width = loaded.rgb.shape[:2]

@@ -420,6 +420,8 @@ class Jpeg2000Codec(Codec):
 
 #: ``tcm:NAME+refine=STEPS``: encoder-side refinement in an evaluation
 REFINE_SUFFIX = "+refine="
+#: ``...+refine-lambda=L``: its rate-distortion trade-off (needed for fixed-rate models)
+REFINE_LAMBDA_SUFFIX = "+refine-lambda="
 
 
 class TcmCodec(Codec):
@@ -430,26 +432,37 @@ class TcmCodec(Codec):
     come from the model's ``qualities`` attribute if it has one, else a single ``None`` point).
     Model loading happens in :meth:`prepare`, outside the timed region. A ``+refine=STEPS``
     suffix (``tcm:NAME+refine=25``) encodes with that many steps of encoder-side latent
-    refinement (:mod:`tcmcodec.refine`); the decoder is the same.
+    refinement (:mod:`tcmcodec.refine`); the decoder is the same. ``+refine-lambda=L`` sets
+    the refinement's trade-off (default: the model's lambda at each quality; a fixed-rate
+    model needs it).
     """
 
     label = "TCM"
     quality_meaning = "model quality index (tcmcodec.zoo)"
     is_learned = True
 
-    def __init__(self, model: str | None = None, checkpoint: str | None = None, refine: int = 0):
+    def __init__(self, model: str | None = None, checkpoint: str | None = None, refine: int = 0,
+                 refine_lambda: float | None = None):
         if (model is None) == (checkpoint is None):
             raise TcmError("tcm codec needs exactly one of a model name or checkpoint=PATH")
         if refine < 0:
             raise TcmError(f"tcm codec: refine steps must be >= 0, got {refine}")
+        if refine_lambda is not None and not (refine and refine_lambda > 0):
+            raise TcmError(f"tcm codec: {REFINE_LAMBDA_SUFFIX}L needs {REFINE_SUFFIX}STEPS and "
+                           f"a positive L, got {refine_lambda}")
         self.model = model
         self.checkpoint = checkpoint
         self.refine = refine
+        self.refine_lambda = refine_lambda
         self.name = f"tcm:{model}" if model is not None else f"tcm:checkpoint={checkpoint}"
         self.label = f"TCM ({model})" if model is not None else f"TCM ({_basename(checkpoint)})"
         if refine:
             self.name += f"{REFINE_SUFFIX}{refine}"
-            self.label = f"{self.label[:-1]}, refined {refine})"
+            detail = f"refined {refine}"
+            if refine_lambda is not None:
+                self.name += f"{REFINE_LAMBDA_SUFFIX}{refine_lambda:g}"
+                detail += f" at lambda {refine_lambda:g}"
+            self.label = f"{self.label[:-1]}, {detail})"
         self._loaded = None
 
     def __getstate__(self):  # loaded models are not sent to worker processes
@@ -497,6 +510,8 @@ class TcmCodec(Codec):
         kw: dict = {"model": self._model_arg()}
         if self.refine:
             kw["refine"] = self.refine
+        if self.refine_lambda is not None:
+            kw["refine_lambda"] = self.refine_lambda
         if quality is not None:
             kw["quality"] = quality
         return kw
@@ -541,6 +556,7 @@ class TcmCodec(Codec):
         else:
             s["checkpoint"] = self.checkpoint
         s["refine_steps"] = self.refine
+        s["refine_lambda"] = self.refine_lambda
         return s
 
     @property
@@ -576,6 +592,31 @@ ALIASES: dict[str, str] = {
 DEFAULT_CODECS = ("jpeg", "webp", "avif", "jxl", "heic", "jpeg2000")
 
 
+def _refinement_suffixes(spec: str, rest: str) -> tuple[str, int, float | None]:
+    """Split ``+refine=STEPS`` and ``+refine-lambda=L`` (either order, each at most once)
+    off the end of a ``tcm:`` spec; returns (the rest, steps, lambda or None)."""
+    refine, refine_lambda = 0, None
+    seen: set[str] = set()
+    for _ in range(2):
+        for suffix in (REFINE_LAMBDA_SUFFIX, REFINE_SUFFIX):
+            head, sep, value = rest.rpartition(suffix)
+            if not sep or "+" in value or suffix in seen:
+                continue
+            seen.add(suffix)
+            try:
+                if suffix == REFINE_SUFFIX:
+                    refine = int(value)
+                else:
+                    refine_lambda = float(value)
+            except ValueError:
+                raise TcmError(f"bad refinement in {spec!r}: use {REFINE_SUFFIX}STEPS and optionally "
+                               f"{REFINE_LAMBDA_SUFFIX}L, e.g. tcm:MODEL{REFINE_SUFFIX}25"
+                               f"{REFINE_LAMBDA_SUFFIX}0.013") from None
+            rest = head
+            break
+    return rest, refine, refine_lambda
+
+
 def get_codec(spec: str) -> Codec:
     """A codec from a command-line spec: ``jpeg``, ``webp``, ..., ``tcm:NAME``, ``tcm:checkpoint=PATH``."""
     spec = spec.strip()
@@ -584,18 +625,10 @@ def get_codec(spec: str) -> Codec:
         rest = spec[4:] if len(spec) > 3 else ""
         if not rest:
             raise TcmError("tcm needs a model: use tcm:MODEL or tcm:checkpoint=PATH")
-        refine = 0
-        head, sep, steps = rest.rpartition(REFINE_SUFFIX)
-        if sep:
-            try:
-                refine = int(steps)
-            except ValueError:
-                raise TcmError(f"bad refinement in {spec!r}: use {REFINE_SUFFIX}STEPS, e.g. "
-                               f"tcm:MODEL{REFINE_SUFFIX}25") from None
-            rest = head
+        rest, refine, refine_lambda = _refinement_suffixes(spec, rest)
         if rest.startswith("checkpoint="):
-            return TcmCodec(checkpoint=rest[len("checkpoint=") :], refine=refine)
-        return TcmCodec(model=rest, refine=refine)
+            return TcmCodec(checkpoint=rest[len("checkpoint=") :], refine=refine, refine_lambda=refine_lambda)
+        return TcmCodec(model=rest, refine=refine, refine_lambda=refine_lambda)
     key = ALIASES.get(key, key)
     if key not in REGISTRY:
         known = ", ".join(sorted(REGISTRY)) + ", tcm:MODEL, tcm:checkpoint=PATH (+refine=STEPS)"
