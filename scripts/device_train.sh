@@ -5,7 +5,8 @@
 # here (docs/training.md, "Training on a lent GPU"):
 #   run(command="bash scripts/device_train.sh", carry=[".train-crops", ".whl"], timeout_s=600)
 # Settings (environment): MODEL (tcm-cpu), INIT (the bundled weights; "none": from
-# scratch), WIDEN (0; 1: INIT is a narrow model, widened into MODEL first by `tcm widen`), MINUTES (7) at LR (3e-4), then FINE_MINUTES (0) at FINE_LR (LR/10), PATCH (256),
+# scratch), WIDEN (0; 1: INIT is a narrow model, widened into MODEL first by `tcm widen`), MINUTES (7) at LR (3e-4) after a
+# linear warm-up over WARMUP steps (0), then FINE_MINUTES (0) at FINE_LR (LR/10), PATCH (256),
 # BATCH (16), WORKERS (8), TAG (gpu; runs with different TAGs can share the GPU: a run of
 # tcm-cpu keeps it less than half busy). Results land in $OUT: TAG-train.log,
 # TAG-metrics.jsonl and MODEL-TAG.pt (fp16 inference weights of the moving average), cut
@@ -16,6 +17,7 @@ MODEL=${MODEL:-tcm-cpu}
 INIT=${INIT:-src/tcmcodec/weights/tcm-cpu-mse.pt}
 MINUTES=${MINUTES:-7}
 LR=${LR:-3e-4}
+WARMUP=${WARMUP:-0}
 FINE_MINUTES=${FINE_MINUTES:-0}
 FINE_LR=${FINE_LR:-$(python3 -c "print($LR / 10)")}
 PATCH=${PATCH:-256}
@@ -41,7 +43,7 @@ if [ "${WIDEN:-0}" = 1 ]; then
 fi
 INIT_ARGS=()
 [ "$INIT" = none ] || INIT_ARGS=(--init "$INIT")
-python3 -m tcmcodec train --data .train-crops --model "$MODEL" "${INIT_ARGS[@]}" --lr "$LR" \
+python3 -m tcmcodec train --data .train-crops --model "$MODEL" "${INIT_ARGS[@]}" --lr "$LR" --warmup-steps "$WARMUP" \
   --patch "$PATCH" --batch-size "$BATCH" --steps 1000000 --max-minutes "$MINUTES" \
   --workers "$WORKERS" --val-every 0 --checkpoint-minutes 2 --out "$RUN" --no-progress \
   2>&1 | tee "$LOG"

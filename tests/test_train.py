@@ -84,6 +84,30 @@ def test_resume_keeps_the_runs_learning_rate_unless_a_new_one_is_given(image_fol
     assert lr() == pytest.approx(2e-4 * 0.5 * 0.5)
 
 
+def test_warmup_scales_the_first_updates_and_leaves_the_schedule_alone(image_folder, tmp_path):
+    from tcmcodec.train.loop import Trainer
+
+    # Adam's first update moves every weight with a gradient by about lr, whatever the gradient
+    def first_update(warmup: int) -> float:
+        trainer = Trainer(_settings(image_folder, tmp_path / f"w{warmup}", lr=1e-3, warmup_steps=warmup,
+                                    clip=0.0, ema_decay=0.0))
+        before = [p.detach().clone() for p in trainer.optimizer.param_groups[0]["params"]]
+        batch = torch.rand(2, 3, 64, 64)
+        assert trainer.train_step(batch) is not None
+        assert trainer.optimizer.param_groups[0]["lr"] == pytest.approx(1e-3)
+        after = trainer.optimizer.param_groups[0]["params"]
+        return max(float((a.detach() - b).abs().max()) for a, b in zip(after, before))
+
+    assert first_update(0) == pytest.approx(1e-3, rel=0.05)
+    assert first_update(4) == pytest.approx(1e-3 / 4, rel=0.05)
+    trainer = Trainer(_settings(image_folder, tmp_path / "f", warmup_steps=4))
+    factors = []
+    for step in range(6):
+        trainer.step = step
+        factors.append(trainer.warmup_factor())
+    assert factors == [0.25, 0.5, 0.75, 1.0, 1.0, 1.0]
+
+
 def test_checkpoint_holds_everything_needed_and_loads_safely(image_folder, tmp_path):
     out = tmp_path / "run"
     train(_settings(image_folder, out, steps=2, val=str(image_folder / "a"), val_every=1))
@@ -146,6 +170,8 @@ def test_bad_options_are_user_errors(image_folder, tmp_path):
     assert run_cli("train", "--data", tmp_path / "missing", "--out", tmp_path, "--steps", "1") == 1
     assert run_cli("train", "--data", image_folder, "--out", tmp_path, "--model", "tcm-tiny-vr",
                    "--lambda", "0.01", "--steps", "1") == 1
+    assert run_cli("train", "--data", image_folder, "--out", tmp_path, "--model", "tcm-tiny",
+                   "--warmup-steps", "-1", "--steps", "1") == 1
 
 
 def _cli(data: Path, out: Path, steps: int, *extra: str) -> list[str]:

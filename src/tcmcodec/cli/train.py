@@ -27,6 +27,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--milestones", type=int, nargs="*", default=[], metavar="STEP",
                    help="steps at which the learning rate is multiplied by --gamma")
     p.add_argument("--gamma", type=float, default=0.1)
+    p.add_argument("--warmup-steps", type=int, default=0, metavar="N",
+                   help="raise the learning rate linearly over the run's first N steps (useful "
+                        "after --init, e.g. from a widened model; default 0: off)")
     p.add_argument("--clip", type=float, default=1.0, help="gradient-norm clipping (0: off)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--workers", type=int, default=0, help="data-loading processes")
@@ -68,6 +71,7 @@ def run(args: argparse.Namespace) -> int:
         data=args.data, out=args.out, model=args.model, lmbda=lmbda, metric=args.metric,
         patch=args.patch, batch_size=args.batch_size, steps=args.steps, epochs=args.epochs,
         lr=args.lr, aux_lr=args.aux_lr, milestones=args.milestones, gamma=args.gamma,
+        warmup_steps=args.warmup_steps,
         clip=args.clip, seed=args.seed, workers=args.workers, val=args.val,
         val_split=args.val_split, val_every=args.val_every, val_max_side=args.val_max_side,
         checkpoint_minutes=args.checkpoint_minutes, resume=args.resume, init=args.init,

@@ -74,6 +74,9 @@ class TrainSettings:
     aux_lr: float = DEFAULT_AUX_LR
     milestones: list[int] = field(default_factory=list)
     gamma: float = 0.1
+    #: the learning rate rises linearly over the run's first steps (after --init: new
+    #: weights, e.g. a widened model, meet a fresh Adam); 0: no warm-up
+    warmup_steps: int = 0
     clip: float = DEFAULT_CLIP
     seed: int = 0
     workers: int = 0
@@ -259,6 +262,8 @@ class Trainer:
         )
         if settings.max_minutes is not None and settings.max_minutes <= 0:
             raise TrainingError(f"--max-minutes must be positive, got {settings.max_minutes}")
+        if settings.warmup_steps < 0:
+            raise TrainingError(f"--warmup-steps must be 0 or more, got {settings.warmup_steps}")
         if not 0.0 <= settings.ema_decay < 1.0:
             raise TrainingError(f"--ema-decay must be in [0, 1), got {settings.ema_decay}")
         self.average = WeightAverage(self.model, settings.ema_decay) if settings.ema_decay else None
@@ -413,7 +418,7 @@ class Trainer:
                 )
             return None
         self.bad_steps = 0
-        self.optimizer.step()
+        self._optimizer_step()
         aux = self.model.aux_loss()
         aux.backward()
         self.aux_optimizer.step()
@@ -423,6 +428,29 @@ class Trainer:
         result = {k: float(v.detach()) for k, v in metrics.items()}
         result["aux"] = float(aux.detach())
         return result
+
+    def warmup_factor(self) -> float:
+        """Multiplier of the learning rate at this step: (step + 1) / warmup_steps during the
+        run's first ``warmup_steps`` steps, then 1."""
+        n = self.s.warmup_steps
+        return 1.0 if self.step >= n else (self.step + 1) / n
+
+    def _optimizer_step(self) -> None:
+        """One Adam step at the warmed-up learning rate; the groups' (and so the scheduler's
+        and the checkpoint's) learning rate is left as it was."""
+        factor = self.warmup_factor()
+        if factor == 1.0:
+            self.optimizer.step()
+            return
+        groups = self.optimizer.param_groups
+        scheduled = [group["lr"] for group in groups]
+        for group, lr in zip(groups, scheduled):
+            group["lr"] = lr * factor
+        try:
+            self.optimizer.step()
+        finally:
+            for group, lr in zip(groups, scheduled):
+                group["lr"] = lr
 
     def validate(self) -> dict[str, float] | None:
         """Estimated bpp and PSNR on the validation images at every rate level, of the
