@@ -219,6 +219,42 @@ def test_straight_through_rounding_passes_gradients(tiny_model):
     assert x.grad is not None and float(x.grad.abs().sum()) > 0
 
 
+def test_reduced_precision_transforms_keep_the_layers_next_to_the_latent_in_float32():
+    model = make_model("tcm-tiny-vr", seed=4).eval()
+    x = torch.rand(1, 3, 128, 128)
+    with torch.no_grad():
+        y, _ = model.analysis(x, 1.0)
+        y_hat = torch.round(y)
+        x_hat = model.synthesis(y_hat, 1.0)
+    seen: dict[str, torch.dtype] = {}
+
+    def record(name):
+        return lambda module, inputs, output: seen.update({name + ".in": inputs[0].dtype, name + ".out": output.dtype})
+
+    hooks = [model.g_a[-1].register_forward_hook(record("g_a.last")),
+             model.g_a[0].register_forward_hook(record("g_a.first")),
+             model.g_s[0].register_forward_hook(record("g_s.first")),
+             model.g_s[-1].register_forward_hook(record("g_s.last"))]
+    model.transform_dtype = torch.bfloat16
+    try:
+        with torch.no_grad():
+            y_reduced, _ = model.analysis(x, 1.0)
+            x_hat_reduced = model.synthesis(y_hat, 1.0)
+    finally:
+        model.transform_dtype = None
+        for hook in hooks:
+            hook.remove()
+    assert seen["g_a.last.in"] == seen["g_a.last.out"] == torch.float32  # y
+    assert seen["g_s.first.in"] == seen["g_s.first.out"] == torch.float32  # ŷ
+    assert seen["g_a.first.out"] == seen["g_s.last.out"] == torch.bfloat16  # the inner layers
+    assert y_reduced.dtype == x_hat_reduced.dtype == torch.float32
+    # bfloat16 keeps 8 bits: within ~1% of float32, and not equal to it
+    assert 0 < float((y_reduced - y).abs().max()) < 0.02 * float(y.abs().max())
+    assert 0 < float((x_hat_reduced - x_hat).abs().max()) < 0.05
+    with torch.no_grad():  # and the switch leaves no trace
+        assert torch.equal(model.synthesis(y_hat, 1.0), x_hat)
+
+
 def test_tiled_transforms_match_a_whole_image_pass_within_float_noise(tiny_vr_model):
     from tcmcodec.tiling import TilePlan
 

@@ -16,7 +16,7 @@ import torch
 from PIL import Image
 
 from tcmcodec.train.data import RandomCropDataset, list_images
-from tcmcodec.train.loop import BEST, LATEST, TrainSettings, Trainer, TrainingError, train
+from tcmcodec.train.loop import BEST, LATEST, TrainSettings, Trainer, TrainingError, _has_bf16_units, train
 
 from conftest import REPO, run_cli
 
@@ -85,8 +85,6 @@ def test_resume_keeps_the_runs_learning_rate_unless_a_new_one_is_given(image_fol
 
 
 def test_warmup_scales_the_first_updates_and_leaves_the_schedule_alone(image_folder, tmp_path):
-    from tcmcodec.train.loop import Trainer
-
     # Adam's first update moves every weight with a gradient by about lr, whatever the gradient
     def first_update(warmup: int) -> float:
         trainer = Trainer(_settings(image_folder, tmp_path / f"w{warmup}", lr=1e-3, warmup_steps=warmup,
@@ -106,6 +104,18 @@ def test_warmup_scales_the_first_updates_and_leaves_the_schedule_alone(image_fol
         trainer.step = step
         factors.append(trainer.warmup_factor())
     assert factors == [0.25, 0.5, 0.75, 1.0, 1.0, 1.0]
+
+
+@pytest.mark.skipif(not _has_bf16_units(torch.device("cpu")), reason="this CPU has no bfloat16 units")
+def test_amp_bf16_trains_the_transforms_in_bfloat16_and_validates_in_float32(image_folder, tmp_path):
+    trainer = Trainer(_settings(image_folder, tmp_path / "amp", amp="bf16", val=str(image_folder / "a")))
+    assert trainer.model.transform_dtype == torch.bfloat16
+    assert trainer.train_step(torch.rand(2, 3, 64, 64)) is not None
+    plain = Trainer(_settings(image_folder, tmp_path / "plain", val=str(image_folder / "a")))
+    plain.model.load_state_dict(trainer.model.state_dict())
+    plain.average.model.load_state_dict(trainer.average.model.state_dict())
+    assert trainer.validate() == plain.validate()  # float32 either way
+    assert trainer.average.model.transform_dtype == torch.bfloat16  # and set back afterwards
 
 
 def test_checkpoint_holds_everything_needed_and_loads_safely(image_folder, tmp_path):

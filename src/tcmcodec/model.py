@@ -191,6 +191,9 @@ class TCM(CompressionModel):
                 use_pointwise_matmul(module)
         #: run the mean and scale branches of the entropy model on two cores while coding
         self.parallel_branches = True
+        #: reduced-precision compute (e.g. torch.bfloat16) for the inner layers of g_a and
+        #: g_s, a training option (``tcm train --amp bf16``); None: float32 throughout
+        self.transform_dtype: torch.dtype | None = None
 
     def _hyper_synthesis(self) -> nn.Sequential:
         cfg = self.config
@@ -240,7 +243,7 @@ class TCM(CompressionModel):
             self._check_plan(tiling)
             y = tiled_apply(self.g_a, x, tiling.tile, tiling.halo, 1 / LATENT_STRIDE)
         else:
-            y = self.g_a(x)
+            y = self._transform(self.g_a, x, precise_first=False)
         if rate is not None:
             y = self.gain_y(y, rate)
         z = self.h_a(y)
@@ -257,7 +260,21 @@ class TCM(CompressionModel):
             self._check_plan(tiling)
             return tiled_apply(self.g_s, y_hat, tiling.tile // LATENT_STRIDE,
                                tiling.halo // LATENT_STRIDE, LATENT_STRIDE)
-        return self.g_s(y_hat)
+        return self._transform(self.g_s, y_hat, precise_first=True)
+
+    def _transform(self, layers: nn.Sequential, x: Tensor, precise_first: bool) -> Tensor:
+        """Run g_a (``precise_first=False``) or g_s (True), with :attr:`transform_dtype`:
+        the layers under autocast to that type except the one next to the latent (g_a's
+        last, g_s's first), which stays float32: y and ŷ are quantized with a step of
+        1/gain, finer than bfloat16's 8 bits resolve at the top rates. The output is float32.
+        """
+        if self.transform_dtype is None:
+            return layers(x)
+        outer = 0 if precise_first else len(layers) - 1
+        for index, layer in enumerate(layers):
+            with torch.autocast(x.device.type, dtype=self.transform_dtype, enabled=index != outer):
+                x = layer(x.float() if index == outer else x)
+        return x.float()
 
     def hyper_parameters(self, z_hat: Tensor, rate: Rate = None, parallel: bool = False) -> tuple[Tensor, Tensor]:
         """Hyper means and scales (B, M, 4h, 4w) from ẑ (B, hyper, h, w)."""

@@ -118,6 +118,17 @@ def _atomic_save(obj: Any, path: Path) -> None:
             tmp.unlink()
 
 
+def _has_bf16_units(device: torch.device) -> bool:
+    """Whether bfloat16 convolutions and matmuls are fast here (CUDA, or a CPU with
+    AVX512-BF16 / AMX, which oneDNN uses)."""
+    if device.type == "cuda":
+        return True
+    try:
+        return bool(torch.backends.mkldnn.is_available() and torch.ops.mkldnn._is_mkldnn_bf16_supported())
+    except (AttributeError, RuntimeError):  # an older or different build: no way to tell
+        return False
+
+
 def _rng_state() -> dict[str, Any]:
     """Every RNG state, in types that ``torch.load(weights_only=True)`` accepts."""
     kind, keys, pos, has_gauss, cached = np.random.get_state()
@@ -216,9 +227,10 @@ class Trainer:
             torch.cuda.set_device(self.device)
             torch.backends.cudnn.benchmark = True  # crops have one size: pick the fastest kernels once
         if settings.amp not in (None, "bf16"):
-            raise TrainingError(f"--amp {settings.amp} is not supported; use --amp bf16 (CUDA only)")
-        if settings.amp and self.device.type != "cuda":
-            raise TrainingError("--amp bf16 needs a CUDA device")
+            raise TrainingError(f"--amp {settings.amp} is not supported; use --amp bf16")
+        if settings.amp and not _has_bf16_units(self.device):
+            raise TrainingError(f"--amp bf16: {self.device} has no bfloat16 units (CPUs need AVX512-BF16 "
+                                "or AMX), so it would be slower; drop --amp")
         self.out = Path(settings.out)
         if self.rank == 0:
             self.out.mkdir(parents=True, exist_ok=True)
@@ -252,6 +264,8 @@ class Trainer:
 
         torch.manual_seed(settings.seed)
         self.model = TCM(self.config).to(self.device)
+        if settings.amp == "bf16":
+            self.model.transform_dtype = torch.bfloat16
         if settings.init:
             self._load_init(settings.init)
         main_params, aux_params = _split_parameters(self.model)
@@ -391,9 +405,7 @@ class Trainer:
             lmbda = torch.full((n,), float(self.s.lmbda), device=self.device)
         self.optimizer.zero_grad(set_to_none=True)
         self.aux_optimizer.zero_grad(set_to_none=True)
-        with torch.autocast("cuda", dtype=torch.bfloat16, enabled=self.s.amp == "bf16"):
-            output = self.net(x, rate) if rate is not None else self.net(x)
-        output["x_hat"] = output["x_hat"].float()
+        output = self.net(x, rate) if rate is not None else self.net(x)
         metrics = rate_distortion_loss(output, x, lmbda, self.s.metric)
         loss = metrics["loss"]
         loss.backward()
@@ -466,6 +478,14 @@ class Trainer:
 
     @torch.no_grad()
     def _validate(self, model: nn.Module) -> dict[str, float]:
+        """Validation in float32 whatever --amp says, so runs with and without compare."""
+        reduced, model.transform_dtype = model.transform_dtype, None
+        try:
+            return self._validate_levels(model)
+        finally:
+            model.transform_dtype = reduced
+
+    def _validate_levels(self, model: nn.Module) -> dict[str, float]:
         model.eval()
         levels = list(range(self.config.rate_levels)) if self.config.variable_rate else [None]
         totals: dict[str, float] = {}
