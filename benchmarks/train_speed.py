@@ -8,6 +8,9 @@ that took the most host and device time in one step, and the number of aten call
 
     python benchmarks/train_speed.py --models tcm-s,tcm-cpu --batch 4 --patch 256 --threads 2
     python benchmarks/train_speed.py --models tcm-cpu,tcm-cpu-wide --batch 16 --device cuda --profile
+    python benchmarks/train_speed.py --models tcm-cpu-wide --threads 1 --amp none,bf16
+
+``--amp none,bf16`` times both precisions, one after the other (each in its own process).
 """
 
 from __future__ import annotations
@@ -34,6 +37,8 @@ device = torch.device("{device}")
 if device.type == "cuda":
     torch.backends.cudnn.benchmark = True  # as tcm train does
 model = TCM(cfg).to(device).train()
+if "{amp}" == "bf16":  # what tcm train --amp bf16 sets
+    model.transform_dtype = torch.bfloat16
 main, aux = _split_parameters(model)
 opt, aux_opt = _adam(main, 1e-4), _adam(aux, 1e-3)
 x = torch.rand({batch}, 3, {patch}, {patch}, device=device)
@@ -77,24 +82,26 @@ def main(argv=None) -> int:
     p.add_argument("--threads", default="2")
     p.add_argument("--steps", type=int, default=3)
     p.add_argument("--device", default="cpu", help="cpu or cuda")
+    p.add_argument("--amp", default="none", help="comma-separated: none, bf16 (tcm train --amp bf16)")
     p.add_argument("--profile", action="store_true", help="print the ops that took the most time")
     args = p.parse_args(argv)
-    print("| model | batch x patch | threads | s/step (median) | patches/s |")
-    print("|---|---|---|---|---|")
+    print("| model | batch x patch | threads | amp | s/step (median) | patches/s |")
+    print("|---|---|---|---|---|---|")
     for model in args.models.split(","):
         for threads in args.threads.split(","):
-            code = CASE.format(model=model, threads=threads, batch=args.batch, patch=args.patch, steps=args.steps,
-                               device=args.device, profile=args.profile)
-            out = subprocess.run([sys.executable, "-W", "ignore", "-c", code], capture_output=True, text=True)
-            if out.returncode:
-                print(f"| {model} | | {threads} | error: {out.stderr.strip().splitlines()[-1]} | |")
-                continue
-            lines = out.stdout.strip().splitlines()
-            if args.profile:
-                print("\n".join(lines[:-1]))
-            r = json.loads(lines[-1])
-            print(f"| {model} | {args.batch} x {args.patch} | {threads} | {r['step_s']:.2f} | {r['patches_per_s']:.2f} |",
-                  flush=True)
+            for amp in args.amp.split(","):
+                code = CASE.format(model=model, threads=threads, batch=args.batch, patch=args.patch,
+                                   steps=args.steps, device=args.device, profile=args.profile, amp=amp)
+                out = subprocess.run([sys.executable, "-W", "ignore", "-c", code], capture_output=True, text=True)
+                if out.returncode:
+                    print(f"| {model} | | {threads} | {amp} | error: {out.stderr.strip().splitlines()[-1]} | |")
+                    continue
+                lines = out.stdout.strip().splitlines()
+                if args.profile:
+                    print("\n".join(lines[:-1]))
+                r = json.loads(lines[-1])
+                print(f"| {model} | {args.batch} x {args.patch} | {threads} | {amp} | {r['step_s']:.2f} | "
+                      f"{r['patches_per_s']:.2f} |", flush=True)
     return 0
 
 
