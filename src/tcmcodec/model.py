@@ -267,14 +267,21 @@ class TCM(CompressionModel):
         the layers under autocast to that type except the one next to the latent (g_a's
         last, g_s's first), which stays float32: y and ŷ are quantized with a step of
         1/gain, finer than bfloat16's 8 bits resolve at the top rates. The output is float32.
+
+        On the CPU the activations after the first layer are channels-last, which oneDNN's
+        bfloat16 kernels prefer (a tcm-cpu-wide training step 1.3x faster); the parameters
+        keep their layout, and the output is contiguous again.
         """
         if self.transform_dtype is None:
             return layers(x)
         outer = 0 if precise_first else len(layers) - 1
+        layout = torch.channels_last if x.device.type == "cpu" else torch.contiguous_format
         for index, layer in enumerate(layers):
             with torch.autocast(x.device.type, dtype=self.transform_dtype, enabled=index != outer):
                 x = layer(x.float() if index == outer else x)
-        return x.float()
+            if index == 0:
+                x = x.contiguous(memory_format=layout)
+        return x.float().contiguous()
 
     def hyper_parameters(self, z_hat: Tensor, rate: Rate = None, parallel: bool = False) -> tuple[Tensor, Tensor]:
         """Hyper means and scales (B, M, 4h, 4w) from ẑ (B, hyper, h, w)."""
