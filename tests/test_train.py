@@ -264,6 +264,14 @@ def test_moving_average_follows_the_warmed_up_formula_and_is_what_export_takes(i
     assert torch.equal(taken["g_a.0.conv1.weight"], averaged["g_a.0.conv1.weight"])
 
 
+def test_raw_weights_are_validated_beside_the_average_unless_switched_off(image_folder, tmp_path):
+    val = str(image_folder / "a")
+    both = Trainer(_settings(image_folder, tmp_path / "both", val=val)).validate()
+    averaged = Trainer(_settings(image_folder, tmp_path / "avg", val=val, val_raw=False)).validate()
+    assert set(both) == set(averaged) | {f"raw_{k}" for k in averaged}
+    assert all(averaged[k] == both[k] for k in averaged)
+
+
 def test_without_the_average_checkpoints_hold_and_give_the_raw_weights(image_folder, tmp_path):
     out = tmp_path / "run"
     train(_settings(image_folder, out, steps=2, ema_decay=0.0))

@@ -36,6 +36,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--val-every", type=int, default=500, metavar="STEPS")
     p.add_argument("--val-max-side", type=int, default=512,
                    help="validation images are centre-cropped to at most this size")
+    p.add_argument("--val-raw", action=argparse.BooleanOptionalAction, default=True,
+                   help="with a moving average, also validate the raw weights (logged as raw_*; "
+                        "--no-val-raw halves the time validation takes)")
     p.add_argument("--checkpoint-minutes", type=float, default=5.0)
     p.add_argument("--out", required=True, help="output folder (checkpoints, metrics.jsonl)")
     p.add_argument("--resume", action="store_true", help="continue from OUT/checkpoint-latest.pth.tar")
@@ -76,6 +79,7 @@ def run(args: argparse.Namespace) -> int:
         warmup_steps=args.warmup_steps,
         clip=args.clip, seed=args.seed, workers=args.workers, val=args.val,
         val_split=args.val_split, val_every=args.val_every, val_max_side=args.val_max_side,
+        val_raw=args.val_raw,
         checkpoint_minutes=args.checkpoint_minutes, resume=args.resume, init=args.init,
         device=args.device, amp=args.amp, threads=args.threads, progress=not args.no_progress,
         max_level=args.max_level, max_minutes=args.max_minutes,

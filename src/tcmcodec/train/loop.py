@@ -84,6 +84,8 @@ class TrainSettings:
     val_split: int = 0
     val_every: int = 500
     val_max_side: int = 512
+    #: also validate the raw weights when a moving average is kept (doubles validation time)
+    val_raw: bool = True
     checkpoint_minutes: float = 5.0
     resume: bool = False
     init: str | None = None
@@ -473,7 +475,8 @@ class Trainer:
             return self._validate(self.model)
         self.average.sync_buffers(self.model)
         totals = self._validate(self.average.model)
-        totals.update({f"raw_{k}": v for k, v in self._validate(self.model).items()})
+        if self.s.val_raw:
+            totals.update({f"raw_{k}": v for k, v in self._validate(self.model).items()})
         return totals
 
     @torch.no_grad()
