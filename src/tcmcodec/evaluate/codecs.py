@@ -631,7 +631,7 @@ def get_codec(spec: str) -> Codec:
         return TcmCodec(model=rest, refine=refine, refine_lambda=refine_lambda)
     key = ALIASES.get(key, key)
     if key not in REGISTRY:
-        known = ", ".join(sorted(REGISTRY)) + ", tcm:MODEL, tcm:checkpoint=PATH (+refine=STEPS)"
+        known = ", ".join(sorted(REGISTRY)) + ", tcm:MODEL, tcm:checkpoint=PATH (+refine=STEPS, +refine-lambda=L)"
         raise TcmError(f"unknown codec {spec!r} (known: {known})")
     return REGISTRY[key]()
 
