@@ -270,8 +270,7 @@ class TCM(CompressionModel):
 
         On the CPU the activations after the first layer are channels-last, which oneDNN's
         bfloat16 kernels prefer (a tcm-cpu-wide training step 1.2x faster than bfloat16
-        alone); the parameters
-        keep their layout, and the output is contiguous again.
+        alone); the parameters keep their layout, and the output is contiguous again.
         """
         if self.transform_dtype is None:
             return layers(x)
