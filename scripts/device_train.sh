@@ -4,7 +4,7 @@
 # Run through the device tool from the repository root, carrying the crops and wheels made
 # here (docs/training.md, "Training on a lent GPU"):
 #   run(command="bash scripts/device_train.sh", carry=[".train-crops", ".whl"], timeout_s=600)
-# Settings (environment): MODEL (tcm-cpu), INIT (the bundled weights; "none": from
+# Settings (environment): MODEL (tcm-cpu-wide, the bundled preset), INIT (the bundled weights; "none": from
 # scratch), WIDEN (0; 1: INIT is a narrow model, widened into MODEL first by `tcm widen`), MINUTES (7) at LR (3e-4) after a
 # linear warm-up over WARMUP steps (0), then FINE_MINUTES (0) at FINE_LR (LR/10), PATCH (256),
 # BATCH (16), WORKERS (8), TAG (gpu; runs with different TAGs can share the GPU: a run of
@@ -13,7 +13,7 @@
 # into MODEL-TAG.pt.part-aa, -ab ... when over the 15 MiB a returned file may have
 # (`cat MODEL-TAG.pt.part-* > MODEL-TAG.pt` here).
 set -euo pipefail
-MODEL=${MODEL:-tcm-cpu}
+MODEL=${MODEL:-tcm-cpu-wide}
 INIT=${INIT:-src/tcmcodec/weights/tcm-cpu-mse.pt}
 MINUTES=${MINUTES:-7}
 LR=${LR:-3e-4}
