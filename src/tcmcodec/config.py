@@ -189,7 +189,8 @@ PRESETS: dict[str, TCMConfig] = {
     "tcm-s": TCMConfig(name="tcm-s", N=64),
     "tcm-m": TCMConfig(name="tcm-m", N=96),
     "tcm-l": TCMConfig(name="tcm-l", N=128),
-    # sized for training on 2 CPU cores; variable rate. The bundled default model uses it.
+    # sized for training on 2 CPU cores; variable rate. The bundled default model used it
+    # until session 8 (now tcm-cpu-wide, widened from it).
     # ~1 s per training step (batch 8 x 128^2, one core), 4.9 M parameters. Eight lambdas
     # (session 5; six from 0.0025 before, whose weights still load through their stored
     # config): the two lowest reach down towards 0.1 bpp on Kodak.
@@ -201,7 +202,8 @@ PRESETS: dict[str, TCMConfig] = {
     # tcm-cpu with twice the transform width (C=64 instead of 32 in g_a, g_s and the hyper
     # transforms; heads twice as wide, entropy model unchanged), for the transform ceiling
     # that caps tcm-cpu near 29.6 dB on Kodak (model card). Made from trained tcm-cpu
-    # weights by `tcm widen` (function-preserving, tcmcodec.widen), then trained on.
+    # weights by `tcm widen` (function-preserving, tcmcodec.widen), then trained on. The
+    # bundled default model uses it (session 8; 7.36 M parameters, 15.1 MB in fp16).
     "tcm-cpu-wide": TCMConfig(
         name="tcm-cpu-wide", N=32, M=160, hyper_channels=64, main_head_dims=(16, 16, 16),
         hyper_head_dim=16, swatten_width=32, swatten_head_dim=8, context_widths=(64, 48),
