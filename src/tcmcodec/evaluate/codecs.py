@@ -595,25 +595,20 @@ DEFAULT_CODECS = ("jpeg", "webp", "avif", "jxl", "heic", "jpeg2000")
 def _refinement_suffixes(spec: str, rest: str) -> tuple[str, int, float | None]:
     """Split ``+refine=STEPS`` and ``+refine-lambda=L`` (either order, each at most once)
     off the end of a ``tcm:`` spec; returns (the rest, steps, lambda or None)."""
-    refine, refine_lambda = 0, None
-    seen: set[str] = set()
-    for _ in range(2):
-        for suffix in (REFINE_LAMBDA_SUFFIX, REFINE_SUFFIX):
-            head, sep, value = rest.rpartition(suffix)
-            if not sep or "+" in value or suffix in seen:
-                continue
-            seen.add(suffix)
-            try:
-                if suffix == REFINE_SUFFIX:
-                    refine = int(value)
-                else:
-                    refine_lambda = float(value)
-            except ValueError:
-                raise TcmError(f"bad refinement in {spec!r}: use {REFINE_SUFFIX}STEPS and optionally "
-                               f"{REFINE_LAMBDA_SUFFIX}L, e.g. tcm:MODEL{REFINE_SUFFIX}25"
-                               f"{REFINE_LAMBDA_SUFFIX}0.013") from None
-            rest = head
+    options: dict[str, str] = {}
+    while True:
+        head, sep, tail = rest.rpartition("+")
+        key, eq, value = tail.partition("=")
+        if not sep or not eq or f"+{key}=" not in (REFINE_SUFFIX, REFINE_LAMBDA_SUFFIX) or key in options:
             break
+        options[key], rest = value, head
+    try:
+        refine = int(options.get("refine", 0))
+        refine_lambda = float(options["refine-lambda"]) if "refine-lambda" in options else None
+    except ValueError:
+        raise TcmError(f"bad refinement in {spec!r}: use {REFINE_SUFFIX}STEPS and optionally "
+                       f"{REFINE_LAMBDA_SUFFIX}L, e.g. tcm:MODEL{REFINE_SUFFIX}25"
+                       f"{REFINE_LAMBDA_SUFFIX}0.013") from None
     return rest, refine, refine_lambda
 
 
