@@ -7,11 +7,12 @@
 # Settings (environment): MODEL (tcm-cpu-wide, the bundled preset), INIT (the bundled weights; "none": from
 # scratch), WIDEN (0; 1: INIT is a narrow model, widened into MODEL first by `tcm widen`), MINUTES (7) at LR (3e-4) after a
 # linear warm-up over WARMUP steps (0), then FINE_MINUTES (0) at FINE_LR (LR/10), PATCH (256),
-# BATCH (16), WORKERS (8), TAG (gpu; runs with different TAGs can share the GPU: a run of
+# BATCH (16), WORKERS (8), EMA (0.999: decay of the exported moving average), TAG (gpu; runs with different TAGs can share the GPU: a run of
 # tcm-cpu keeps it less than half busy). Results land in $OUT: TAG-train.log,
 # TAG-metrics.jsonl and MODEL-TAG.pt (fp16 inference weights of the moving average), cut
 # into MODEL-TAG.pt.part-aa, -ab ... when over the 15 MiB a returned file may have
-# (`cat MODEL-TAG.pt.part-* > MODEL-TAG.pt` here).
+# (`cat MODEL-TAG.pt.part-* > MODEL-TAG.pt` here). BENCH_SECONDS (0) > 0 then times a few steps with
+# and without --amp bf16 (benchmarks/train_speed.py) into TAG-bench.txt.
 set -euo pipefail
 MODEL=${MODEL:-tcm-cpu-wide}
 INIT=${INIT:-src/tcmcodec/weights/tcm-cpu-mse.pt}
@@ -23,6 +24,8 @@ FINE_LR=${FINE_LR:-$(python3 -c "print($LR / 10)")}
 PATCH=${PATCH:-256}
 BATCH=${BATCH:-16}
 WORKERS=${WORKERS:-8}
+EMA=${EMA:-0.999}
+BENCH_SECONDS=${BENCH_SECONDS:-0}
 TAG=${TAG:-gpu}
 OUT=${OUT:-/tmp/device-out}
 mkdir -p "$OUT"
@@ -43,20 +46,24 @@ if [ "${WIDEN:-0}" = 1 ]; then
 fi
 INIT_ARGS=()
 [ "$INIT" = none ] || INIT_ARGS=(--init "$INIT")
-python3 -m tcmcodec train --data .train-crops --model "$MODEL" "${INIT_ARGS[@]}" --lr "$LR" --warmup-steps "$WARMUP" \
+python3 -m tcmcodec train --data .train-crops --model "$MODEL" "${INIT_ARGS[@]}" --lr "$LR" --warmup-steps "$WARMUP" --ema-decay "$EMA" \
   --patch "$PATCH" --batch-size "$BATCH" --steps 1000000 --max-minutes "$MINUTES" \
   --workers "$WORKERS" --val-every 0 --checkpoint-minutes 2 --out "$RUN" --no-progress \
   2>&1 | tee "$LOG"
 if python3 -c "import sys; sys.exit(not float('$FINE_MINUTES') > 0)"; then
-  python3 -m tcmcodec train --data .train-crops --model "$MODEL" --lr "$FINE_LR" --resume \
+  python3 -m tcmcodec train --data .train-crops --model "$MODEL" --lr "$FINE_LR" --ema-decay "$EMA" --resume \
     --patch "$PATCH" --batch-size "$BATCH" --steps 1000000 --max-minutes "$FINE_MINUTES" \
     --workers "$WORKERS" --val-every 0 --checkpoint-minutes 2 --out "$RUN" --no-progress \
     2>&1 | tee -a "$LOG"
 fi
-cp "$RUN/metrics.jsonl" "$OUT/$TAG-metrics.jsonl"
+cp "$RUN/metrics.jsonl" "$OUT/$TAG-metrics.jsonl" || true  # none before step 10
 WEIGHTS=$OUT/$MODEL-$TAG.pt
 python3 -m tcmcodec export "$RUN/checkpoint-latest.pth.tar" "$WEIGHTS" --fp16
 if [ "$(stat -c %s "$WEIGHTS")" -gt $((15 * 1024 * 1024)) ]; then
   split -b 15M "$WEIGHTS" "$WEIGHTS.part-" && rm "$WEIGHTS"
+fi
+if [ "$BENCH_SECONDS" -gt 0 ]; then  # after the weights are safe: a failure here costs nothing
+  timeout "$BENCH_SECONDS" python3 benchmarks/train_speed.py --models "$MODEL" --device cuda \
+    --batch "$BATCH" --patch "$PATCH" --amp none,bf16 --steps 10 > "$OUT/$TAG-bench.txt" 2>&1 || true
 fi
 ls -la "$OUT"
