@@ -595,16 +595,17 @@ DEFAULT_CODECS = ("jpeg", "webp", "avif", "jxl", "heic", "jpeg2000")
 def _refinement_suffixes(spec: str, rest: str) -> tuple[str, int, float | None]:
     """Split ``+refine=STEPS`` and ``+refine-lambda=L`` (either order, each at most once)
     off the end of a ``tcm:`` spec; returns (the rest, steps, lambda or None)."""
-    options: dict[str, str] = {}
+    options: dict[str, str] = {}  # suffix -> its value
     while True:
         head, sep, tail = rest.rpartition("+")
         key, eq, value = tail.partition("=")
-        if not sep or not eq or f"+{key}=" not in (REFINE_SUFFIX, REFINE_LAMBDA_SUFFIX) or key in options:
+        suffix = f"+{key}="
+        if not sep or not eq or suffix not in (REFINE_SUFFIX, REFINE_LAMBDA_SUFFIX) or suffix in options:
             break
-        options[key], rest = value, head
+        options[suffix], rest = value, head
     try:
-        refine = int(options.get("refine", 0))
-        refine_lambda = float(options["refine-lambda"]) if "refine-lambda" in options else None
+        refine = int(options.get(REFINE_SUFFIX, 0))
+        refine_lambda = float(options[REFINE_LAMBDA_SUFFIX]) if REFINE_LAMBDA_SUFFIX in options else None
     except ValueError:
         raise TcmError(f"bad refinement in {spec!r}: use {REFINE_SUFFIX}STEPS and optionally "
                        f"{REFINE_LAMBDA_SUFFIX}L, e.g. tcm:MODEL{REFINE_SUFFIX}25"
