@@ -62,13 +62,37 @@ def test_resumed_run_equals_an_uninterrupted_one(image_folder, tmp_path):
             assert torch.allclose(a[key].float(), b[key].float(), atol=1e-6), (kind, key)
 
 
-def test_variable_rate_training_resumes_exactly_too(image_folder, tmp_path):
-    kw = dict(model="tcm-tiny-vr", lmbda=None)
+@pytest.mark.parametrize("balance", [False, True], ids=["plain", "balanced-levels"])
+def test_variable_rate_training_resumes_exactly_too(image_folder, tmp_path, balance):
+    kw = dict(model="tcm-tiny-vr", lmbda=None, balance_levels=balance)
     train(_settings(image_folder, tmp_path / "straight", steps=4, **kw))
     train(_settings(image_folder, tmp_path / "split", steps=2, **kw))
     train(_settings(image_folder, tmp_path / "split", steps=4, resume=True, **kw))
     a, b = _weights(tmp_path / "straight"), _weights(tmp_path / "split")
     assert all(torch.allclose(a[k].float(), b[k].float(), atol=1e-6) for k in a)
+    if balance:  # the running means travel in the checkpoint
+        means = torch.load(tmp_path / "split" / LATEST, weights_only=True)["balancer"]["means"]
+        assert any(m == m for m in means)  # some level seen (not NaN)
+
+
+def test_level_balancer_weights_make_every_levels_weighted_loss_alike():
+    from tcmcodec.train.losses import LevelBalancer
+
+    balancer = LevelBalancer(levels=3, decay=0.5)
+    levels = torch.tensor([0, 1, 2, 0])
+    assert torch.equal(balancer.weights(levels), torch.ones(4))  # nothing seen yet
+    balancer.update(levels, torch.tensor([0.1, 1.0, 5.0, 0.3]))  # level 0: mean 0.2
+    balancer.update(torch.tensor([1]), torch.tensor([float("nan")]))  # ignored
+    weights = balancer.weights(levels)
+    weighted = weights * torch.tensor([0.2, 1.0, 5.0, 0.2])
+    assert torch.allclose(weighted, torch.full((4,), (0.2 + 1.0 + 5.0) / 3))
+    balancer.update(torch.tensor([2]), torch.tensor([1.0]))  # running mean: 0.5 * 5 + 0.5 * 1
+    assert balancer.means[2].item() == pytest.approx(3.0)
+    fresh = LevelBalancer(levels=3)
+    fresh.load_state_dict(balancer.state_dict())
+    assert torch.equal(fresh.weights(levels), balancer.weights(levels))
+    with pytest.raises(ValueError, match="levels"):
+        LevelBalancer(levels=2).load_state_dict(balancer.state_dict())
 
 
 def test_resume_keeps_the_runs_learning_rate_unless_a_new_one_is_given(image_folder, tmp_path):
@@ -145,7 +169,8 @@ def test_non_finite_losses_are_skipped_then_stop_the_run(image_folder, tmp_path,
 
     monkeypatch.setattr(loop, "rate_distortion_loss",
                         lambda *a, **k: {"loss": torch.tensor(float("nan"), requires_grad=True),
-                                         "bpp": torch.tensor(0.0), "mse": torch.tensor(0.0), "psnr": torch.tensor(0.0)})
+                                         "bpp": torch.tensor(0.0), "mse": torch.tensor(0.0), "psnr": torch.tensor(0.0),
+                                         "sample_loss": torch.full((2,), float("nan"))})
     before = {k: v.clone() for k, v in trainer.model.state_dict().items()}
     with pytest.warns(UserWarning, match="non-finite"):
         with pytest.raises(TrainingError, match="non-finite losses or gradients in a row"):
@@ -184,6 +209,8 @@ def test_bad_options_are_user_errors(image_folder, tmp_path):
                    "--lambda", "0.01", "--steps", "1") == 1
     assert run_cli("train", "--data", image_folder, "--out", tmp_path, "--model", "tcm-tiny",
                    "--warmup-steps", "-1", "--steps", "1") == 1
+    assert run_cli("train", "--data", image_folder, "--out", tmp_path, "--model", "tcm-tiny",
+                   "--balance-levels", "--steps", "1") == 1
 
 
 def _cli(data: Path, out: Path, steps: int, *extra: str) -> list[str]:
@@ -262,6 +289,22 @@ def test_moving_average_follows_the_warmed_up_formula_and_is_what_export_takes(i
 
     taken = extract_state_dict(read_checkpoint(tmp_path / "run" / LATEST))
     assert torch.equal(taken["g_a.0.conv1.weight"], averaged["g_a.0.conv1.weight"])
+
+
+def test_balanced_levels_pick_the_best_checkpoint_by_the_geometric_mean_of_level_losses(image_folder, tmp_path):
+    import math
+
+    from tcmcodec.train.loop import GEOMEAN_LOSS
+
+    kw = dict(model="tcm-tiny-vr", lmbda=None, val=str(image_folder / "a"))
+    plain = Trainer(_settings(image_folder, tmp_path / "plain", **kw))
+    balanced = Trainer(_settings(image_folder, tmp_path / "balanced", balance_levels=True, **kw))
+    val = plain.validate()
+    levels = [val[f"loss@{level}"] for level in range(plain.config.rate_levels)]
+    assert val[GEOMEAN_LOSS] == pytest.approx(math.exp(sum(map(math.log, levels)) / len(levels)))
+    assert val["loss"] == pytest.approx(sum(levels) / len(levels))
+    assert plain._selection_loss(val) == val["loss"]
+    assert balanced._selection_loss(val) == val[GEOMEAN_LOSS]
 
 
 def test_raw_weights_are_validated_beside_the_average_unless_switched_off(image_folder, tmp_path):

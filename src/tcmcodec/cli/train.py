@@ -51,6 +51,10 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--threads", type=int, help="torch CPU threads")
     p.add_argument("--max-level", type=float, default=None,
                    help="variable-rate models: train only rate levels up to this one")
+    p.add_argument("--balance-levels", action="store_true",
+                   help="variable-rate models: weight each rate level's loss by the inverse of its "
+                        "running mean, so every level pulls alike (by default the highest lambdas "
+                        "dominate the shared transforms)")
     p.add_argument("--ema-decay", type=float, default=None, metavar="D",
                    help="decay of the weights' moving average, which is validated and exported "
                         "(default 0.999; 0: off)")
@@ -83,7 +87,7 @@ def run(args: argparse.Namespace) -> int:
         val_raw=args.val_raw,
         checkpoint_minutes=args.checkpoint_minutes, resume=args.resume, init=args.init,
         device=args.device, amp=args.amp, threads=args.threads, progress=not args.no_progress,
-        max_level=args.max_level, max_minutes=args.max_minutes,
+        max_level=args.max_level, max_minutes=args.max_minutes, balance_levels=args.balance_levels,
     )
     if args.ema_decay is not None:
         settings.ema_decay = args.ema_decay

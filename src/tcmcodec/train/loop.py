@@ -38,7 +38,7 @@ from tcmcodec.layers.gain import resample_log_gains
 from tcmcodec.model import TCM
 from tcmcodec.train.data import RandomCropDataset, StepSampler, list_images, load_validation, split_holdout
 from tcmcodec.train.ema import WeightAverage
-from tcmcodec.train.losses import Metric, rate_distortion_loss
+from tcmcodec.train.losses import LevelBalancer, Metric, rate_distortion_loss
 
 LATEST = "checkpoint-latest.pth.tar"
 BEST = "checkpoint-best.pth.tar"
@@ -54,6 +54,9 @@ DEFAULT_LR = 1e-4
 PATCH_MULTIPLE = 64
 #: decay of the weights' moving average: a horizon of ~1000 steps (docs/training.md)
 DEFAULT_EMA_DECAY = 0.999
+#: validation key of the geometric mean of the rate levels' losses (checkpoint-best's
+#: criterion with --balance-levels)
+GEOMEAN_LOSS = "loss_geomean"
 
 
 @dataclass
@@ -98,6 +101,9 @@ class TrainSettings:
     ema_decay: float = DEFAULT_EMA_DECAY
     #: stop (checkpoint, validate) after this much wall-clock time; resumable like any stop
     max_minutes: float | None = None
+    #: variable-rate models: weight each level's loss by the inverse of its running mean
+    #: (LevelBalancer) instead of letting the highest lambdas dominate
+    balance_levels: bool = False
 
 
 class TrainingError(TcmError):
@@ -283,6 +289,9 @@ class Trainer:
         if not 0.0 <= settings.ema_decay < 1.0:
             raise TrainingError(f"--ema-decay must be in [0, 1), got {settings.ema_decay}")
         self.average = WeightAverage(self.model, settings.ema_decay) if settings.ema_decay else None
+        if settings.balance_levels and not self.config.variable_rate:
+            raise TrainingError(f"--balance-levels needs a variable-rate model; {settings.model} has one rate")
+        self.balancer = LevelBalancer(self.config.rate_levels) if settings.balance_levels else None
         self.step = 0
         self.best_loss = math.inf
         self.bad_steps = 0
@@ -340,6 +349,8 @@ class Trainer:
             self.average.sync_buffers(self.model)
             payload["ema"] = {"decay": self.average.decay, "updates": self.average.updates}
             payload["ema_state_dict"] = self.average.model.state_dict()
+        if self.balancer is not None:
+            payload["balancer"] = self.balancer.state_dict()
         return payload
 
     def save(self, best: bool = False) -> None:
@@ -366,6 +377,8 @@ class Trainer:
         self.aux_optimizer.load_state_dict(data["aux_optimizer"])
         self.scheduler.load_state_dict(data["scheduler"])
         self.step = int(data["step"])
+        if self.balancer is not None and "balancer" in data:
+            self.balancer.load_state_dict(data["balancer"])
         self._apply_schedule_from_settings()
         self.best_loss = float(data["best_loss"])
         rng = data["rng"]
@@ -408,7 +421,11 @@ class Trainer:
         self.optimizer.zero_grad(set_to_none=True)
         self.aux_optimizer.zero_grad(set_to_none=True)
         output = self.net(x, rate) if rate is not None else self.net(x)
-        metrics = rate_distortion_loss(output, x, lmbda, self.s.metric)
+        weights = self.balancer.weights(levels) if self.balancer is not None else None
+        metrics = rate_distortion_loss(output, x, lmbda, self.s.metric, weights)
+        sample_loss = metrics.pop("sample_loss")
+        if self.balancer is not None:
+            self.balancer.update(levels, sample_loss)
         loss = metrics["loss"]
         loss.backward()
         # the norm is needed anyway to catch gradients that overflowed under a finite loss
@@ -502,8 +519,17 @@ class Trainer:
                 tag = "" if level is None else f"@{level}"
                 for key in ("loss", "bpp", "psnr"):
                     totals[key + tag] = totals.get(key + tag, 0.0) + float(m[key]) / len(self.val_images)
-        totals["loss"] = sum(v for k, v in totals.items() if k.startswith("loss")) / max(1, len(levels))
+        per_level = [v for k, v in totals.items() if k.startswith("loss")]
+        totals["loss"] = sum(per_level) / max(1, len(levels))
+        if len(per_level) > 1 and all(v > 0 for v in per_level):
+            # what --balance-levels minimises: every level's relative change counts alike
+            totals[GEOMEAN_LOSS] = math.exp(sum(math.log(v) for v in per_level) / len(per_level))
         return totals
+
+    def _selection_loss(self, val: dict[str, float]) -> float:
+        """The validation number that picks checkpoint-best: the mean loss over rate levels,
+        or with --balance-levels their geometric mean."""
+        return val.get(GEOMEAN_LOSS, val["loss"]) if self.balancer is not None else val["loss"]
 
     def _out_of_time(self, started: float) -> bool:
         """Whether --max-minutes has passed (rank 0's clock decides for every rank)."""
@@ -557,8 +583,8 @@ class Trainer:
                     val = self.validate()
                     if val is not None:
                         self.logger.log("val", self.step, val)
-                        if val["loss"] < self.best_loss:
-                            self.best_loss, is_best = val["loss"], True
+                        if self._selection_loss(val) < self.best_loss:
+                            self.best_loss, is_best = self._selection_loss(val), True
                 if is_best or time.monotonic() - last_save >= s.checkpoint_minutes * 60:
                     self.save(best=is_best)
                     last_save = time.monotonic()
@@ -568,8 +594,8 @@ class Trainer:
             val = self.validate() if s.val_every else None
             if val is not None:
                 self.logger.log("val", self.step, val)
-                if val["loss"] < self.best_loss:
-                    self.best_loss = val["loss"]
+                if self._selection_loss(val) < self.best_loss:
+                    self.best_loss = self._selection_loss(val)
                     self.save(best=True)
         finally:
             if bar is not None:
