@@ -437,3 +437,12 @@ def test_compare_picks_qualities_near_the_target_bpp_and_writes_a_png(small_data
         bpp = float(line.split("bpp")[0].split()[-1])
         assert 0.5 < bpp < 1.2  # a quality step is coarse on a small image, but the search lands near
     assert cli_main(["compare", str(small_dataset[0]), "--model", "none", "--bpp", "1", "--crop", "0,0,999,10", "--out", str(out)]) == 1
+
+
+def test_checkpoint_spec_sweeps_a_variable_rate_models_trained_levels(tiny_vr_checkpoint, tiny_checkpoint):
+    from tcmcodec.zoo import level_qualities
+
+    variable = get_codec(f"tcm:checkpoint={tiny_vr_checkpoint}")
+    levels = variable._model_object().config.rate_levels
+    assert levels > 1 and variable.default_qualities == level_qualities(levels)
+    assert get_codec(f"tcm:checkpoint={tiny_checkpoint}").default_qualities == (None,)

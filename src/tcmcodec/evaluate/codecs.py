@@ -429,7 +429,8 @@ class TcmCodec(Codec):
 
     ``tcm:NAME`` uses a model from the zoo (qualities from ``tcmcodec.zoo.get_entry(NAME)``);
     ``tcm:checkpoint=PATH`` loads a checkpoint once with ``tcmcodec.load_model`` (its qualities
-    come from the model's ``qualities`` attribute if it has one, else a single ``None`` point).
+    come from the model's ``qualities`` attribute if it has one, else from its trained rate
+    levels if it is variable-rate, else a single ``None`` point).
     Model loading happens in :meth:`prepare`, outside the timed region. A ``+refine=STEPS``
     suffix (``tcm:NAME+refine=25``) encodes with that many steps of encoder-side latent
     refinement (:mod:`tcmcodec.refine`); the decoder is the same. ``+refine-lambda=L`` sets
@@ -493,8 +494,16 @@ class TcmCodec(Codec):
             from tcmcodec import zoo
 
             return tuple(zoo.get_entry(self.model).qualities)
-        qualities = getattr(self._model_object(), "qualities", None)
-        return tuple(qualities) if qualities else (None,)
+        from tcmcodec import zoo
+
+        model = self._model_object()
+        qualities = getattr(model, "qualities", None)
+        if qualities:
+            return tuple(qualities)
+        config = getattr(model, "config", None)
+        if config is not None and config.variable_rate:  # one point per trained rate level
+            return zoo.level_qualities(config.rate_levels)
+        return (None,)
 
     def _model_object(self):
         if self._loaded is None:
