@@ -12,7 +12,8 @@
 # TAG-metrics.jsonl and MODEL-TAG.pt (fp16 inference weights of the moving average), cut
 # into MODEL-TAG.pt.part-aa, -ab ... when over the 15 MiB a returned file may have
 # (`cat MODEL-TAG.pt.part-* > MODEL-TAG.pt` here). BENCH_SECONDS (0) > 0 then times a few steps with
-# and without --amp bf16 (benchmarks/train_speed.py) into TAG-bench.txt.
+# and without --amp bf16 (benchmarks/train_speed.py) into TAG-bench.txt. BALANCE (1; 0: off) trains
+# with --balance-levels (every rate level's loss weighted alike; session 10, docs/training.md).
 set -euo pipefail
 MODEL=${MODEL:-tcm-cpu-wide}
 INIT=${INIT:-src/tcmcodec/weights/tcm-cpu-mse.pt}
@@ -26,6 +27,7 @@ BATCH=${BATCH:-16}
 WORKERS=${WORKERS:-8}
 EMA=${EMA:-0.999}
 BENCH_SECONDS=${BENCH_SECONDS:-0}
+BALANCE=${BALANCE:-1}
 TAG=${TAG:-gpu}
 OUT=${OUT:-/tmp/device-out}
 mkdir -p "$OUT"
@@ -46,12 +48,14 @@ if [ "${WIDEN:-0}" = 1 ]; then
 fi
 INIT_ARGS=()
 [ "$INIT" = none ] || INIT_ARGS=(--init "$INIT")
-python3 -m tcmcodec train --data .train-crops --model "$MODEL" "${INIT_ARGS[@]}" --lr "$LR" --warmup-steps "$WARMUP" --ema-decay "$EMA" \
+BALANCE_ARGS=()
+[ "$BALANCE" = 1 ] && BALANCE_ARGS=(--balance-levels)
+python3 -m tcmcodec train --data .train-crops --model "$MODEL" "${INIT_ARGS[@]}" --lr "$LR" --warmup-steps "$WARMUP" --ema-decay "$EMA" "${BALANCE_ARGS[@]}" \
   --patch "$PATCH" --batch-size "$BATCH" --steps 1000000 --max-minutes "$MINUTES" \
   --workers "$WORKERS" --val-every 0 --checkpoint-minutes 2 --out "$RUN" --no-progress \
   2>&1 | tee "$LOG"
 if python3 -c "import sys; sys.exit(not float('$FINE_MINUTES') > 0)"; then
-  python3 -m tcmcodec train --data .train-crops --model "$MODEL" --lr "$FINE_LR" --ema-decay "$EMA" --resume \
+  python3 -m tcmcodec train --data .train-crops --model "$MODEL" --lr "$FINE_LR" --ema-decay "$EMA" "${BALANCE_ARGS[@]}" --resume \
     --patch "$PATCH" --batch-size "$BATCH" --steps 1000000 --max-minutes "$FINE_MINUTES" \
     --workers "$WORKERS" --val-every 0 --checkpoint-minutes 2 --out "$RUN" --no-progress \
     2>&1 | tee -a "$LOG"
