@@ -305,6 +305,12 @@ def test_balanced_levels_pick_the_best_checkpoint_by_the_geometric_mean_of_level
     assert val["loss"] == pytest.approx(sum(levels) / len(levels))
     assert plain._selection_loss(val) == val["loss"]
     assert balanced._selection_loss(val) == val[GEOMEAN_LOSS]
+    # resuming with the other criterion starts the best over instead of comparing unlike numbers
+    plain.best_loss = 2.5
+    plain.save()
+    switched = Trainer(_settings(image_folder, tmp_path / "plain", balance_levels=True, resume=True, **kw))
+    assert switched.best_loss == math.inf
+    assert Trainer(_settings(image_folder, tmp_path / "plain", resume=True, **kw)).best_loss == 2.5
 
 
 def test_raw_weights_are_validated_beside_the_average_unless_switched_off(image_folder, tmp_path):

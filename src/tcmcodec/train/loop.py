@@ -343,6 +343,7 @@ class Trainer:
             "scheduler": self.scheduler.state_dict(),
             "rng": rng,
             "best_loss": self.best_loss,
+            "best_criterion": self._selection_key(),
             "world_size": self.world,
         }
         if self.average is not None:
@@ -380,7 +381,9 @@ class Trainer:
         if self.balancer is not None and "balancer" in data:
             self.balancer.load_state_dict(data["balancer"])
         self._apply_schedule_from_settings()
-        self.best_loss = float(data["best_loss"])
+        # a run resumed with(out) --balance-levels compares another number: start its best over
+        same = data.get("best_criterion", "loss") == self._selection_key()
+        self.best_loss = float(data["best_loss"]) if same else math.inf
         rng = data["rng"]
         if "per_rank" in rng:
             states = rng["per_rank"]
@@ -526,10 +529,13 @@ class Trainer:
             totals[GEOMEAN_LOSS] = math.exp(sum(math.log(v) for v in per_level) / len(per_level))
         return totals
 
+    def _selection_key(self) -> str:
+        """The validation key that picks checkpoint-best: the mean loss over rate levels, or
+        with --balance-levels their geometric mean."""
+        return GEOMEAN_LOSS if self.balancer is not None else "loss"
+
     def _selection_loss(self, val: dict[str, float]) -> float:
-        """The validation number that picks checkpoint-best: the mean loss over rate levels,
-        or with --balance-levels their geometric mean."""
-        return val.get(GEOMEAN_LOSS, val["loss"]) if self.balancer is not None else val["loss"]
+        return val.get(self._selection_key(), val["loss"])
 
     def _out_of_time(self, started: float) -> bool:
         """Whether --max-minutes has passed (rank 0's clock decides for every rank)."""
