@@ -490,12 +490,10 @@ class TcmCodec(Codec):
 
     @property
     def default_qualities(self) -> tuple:  # type: ignore[override]
-        if self.model is not None:
-            from tcmcodec import zoo
-
-            return tuple(zoo.get_entry(self.model).qualities)
         from tcmcodec import zoo
 
+        if self.model is not None:
+            return tuple(zoo.get_entry(self.model).qualities)
         model = self._model_object()
         qualities = getattr(model, "qualities", None)
         if qualities:

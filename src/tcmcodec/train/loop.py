@@ -589,8 +589,9 @@ class Trainer:
                     val = self.validate()
                     if val is not None:
                         self.logger.log("val", self.step, val)
-                        if self._selection_loss(val) < self.best_loss:
-                            self.best_loss, is_best = self._selection_loss(val), True
+                        current = self._selection_loss(val)
+                        if current < self.best_loss:
+                            self.best_loss, is_best = current, True
                 if is_best or time.monotonic() - last_save >= s.checkpoint_minutes * 60:
                     self.save(best=is_best)
                     last_save = time.monotonic()
@@ -600,8 +601,9 @@ class Trainer:
             val = self.validate() if s.val_every else None
             if val is not None:
                 self.logger.log("val", self.step, val)
-                if self._selection_loss(val) < self.best_loss:
-                    self.best_loss = self._selection_loss(val)
+                current = self._selection_loss(val)
+                if current < self.best_loss:
+                    self.best_loss = current
                     self.save(best=True)
         finally:
             if bar is not None:
