@@ -8,7 +8,8 @@ import pytest
 import torch
 
 import tcmcodec
-from tcmcodec.checkpoints import DERIVED_BUFFERS, export_weights, infer_config, load_checkpoint, weights_hash
+from tcmcodec.checkpoints import (DERIVED_BUFFERS, export_weights, infer_config, is_stored, load_checkpoint,
+                                  weights_hash)
 from tcmcodec.config import PRESETS
 from tcmcodec.errors import ModelNotFoundError
 
@@ -119,3 +120,36 @@ def test_architecture_constants_survive_fp16_export_and_zeroed_files(tmp_path, t
     # were left out of the files), so .tcm files made with them still decode
     _, full = export_weights(tiny_vr_model, tmp_path / "full.pt")
     assert full == weights_hash(tiny_vr_model.state_dict()) == load_checkpoint(tmp_path / "full.pt").weights_hash
+
+
+def test_export_of_several_checkpoints_is_the_mean_of_their_weights(tmp_path, capsys):
+    from conftest import run_cli
+
+    first, second = make_model("tcm-tiny-vr", seed=1), make_model("tcm-tiny-vr", seed=2)
+    paths = [export_weights(m, tmp_path / f"{i}.pt")[0] for i, m in enumerate((first, second))]
+    assert run_cli("export", *paths, tmp_path / "soup.pt") == 0
+    assert "mean of 2 checkpoints" in capsys.readouterr().out
+    soup = load_checkpoint(tmp_path / "soup.pt")
+    a, b, mean = first.state_dict(), second.state_dict(), soup.state_dict()
+    learned = [k for k, v in mean.items() if is_stored(k) and v.is_floating_point()]
+    assert any(k.startswith("gain_y.") for k in learned) and any(k.startswith("g_s.") for k in learned)
+    for key in learned:
+        assert torch.allclose(mean[key], (a[key] + b[key]) / 2, atol=1e-6), key
+    # the CDF tables are rebuilt for the mean weights: it codes like any loaded model
+    x = torch.rand(1, 3, 64, 64)
+    with torch.no_grad():
+        out = soup.compress(x, 1.0)
+        assert soup.decompress(out["strings"], out["shape"], 1.0)["x_hat"].shape == x.shape
+    # averaging one model with itself changes nothing
+    assert run_cli("export", paths[0], paths[0], tmp_path / "same.pt") == 0
+    assert load_checkpoint(tmp_path / "same.pt").weights_hash == load_checkpoint(paths[0]).weights_hash
+
+
+def test_export_refuses_to_average_different_models_in_one_line(tmp_path, capsys):
+    from conftest import run_cli
+
+    paths = [export_weights(make_model(name), tmp_path / f"{name}.pt")[0] for name in ("tcm-tiny", "tcm-tiny-vr")]
+    assert run_cli("export", *paths, tmp_path / "soup.pt") == 1
+    err = capsys.readouterr().err.strip()
+    assert err.count("\n") == 0 and "cannot average tcm-tiny with tcm-tiny-vr" in err
+    assert not (tmp_path / "soup.pt").exists()

@@ -23,7 +23,7 @@ from compressai.models.utils import remap_old_keys
 from torch import Tensor
 
 from tcmcodec.config import PRESETS, TCMConfig
-from tcmcodec.errors import ModelNotFoundError
+from tcmcodec.errors import ModelNotFoundError, TcmError
 from tcmcodec.model import TCM
 
 #: buffers derived from the parameters by ``update()``; rebuilt on every load
@@ -214,6 +214,30 @@ def load_checkpoint(path: str | os.PathLike) -> TCM:
         except (TypeError, ValueError) as exc:
             raise ModelNotFoundError(f"checkpoint {path} has an invalid config: {exc}") from None
     return model_from_state_dict(state, config)
+
+
+def average_models(models: list[TCM]) -> TCM:
+    """One model whose learned weights are the uniform mean of ``models``' (a "model soup",
+    Wortsman et al., ICML 2022): for runs branched from one checkpoint, e.g. the same
+    fine-tuning on different crops, the mean is often better than each of them.
+
+    All models must have the same config. Integer buffers come from the first model; the
+    architecture constants and CDF tables are rebuilt as on any load. Returns a new model (eval mode) with its ``weights_hash`` set.
+    """
+    if not models:
+        raise ValueError("average_models needs at least one model")
+    first = models[0]
+    for other in models[1:]:
+        if other.config != first.config:
+            raise TcmError(f"cannot average {first.config.name} with {other.config.name} weights: "
+                           "give checkpoints of one model")
+    states = [m.state_dict() for m in models]
+    mean = {
+        key: torch.stack([s[key].float() for s in states]).mean(dim=0) if value.is_floating_point() else value
+        for key, value in states[0].items()
+        if is_stored(key)
+    }
+    return model_from_state_dict(mean, first.config)
 
 
 def export_weights(model: TCM, out: str | os.PathLike, *, half: bool = False,

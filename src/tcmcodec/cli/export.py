@@ -1,4 +1,4 @@
-"""``tcm export``: inference weights from a training checkpoint."""
+"""``tcm export``: inference weights from a training checkpoint (or the mean of several)."""
 
 from __future__ import annotations
 
@@ -8,7 +8,9 @@ HELP = "export inference weights (no optimizer state; optional fp16) from a chec
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument("checkpoint", metavar="CKPT")
+    p.add_argument("checkpoints", metavar="CKPT", nargs="+",
+                   help="training checkpoint or weights; several (same model): export the mean of their "
+                        "weights, e.g. of runs branched from one checkpoint (a model soup)")
     p.add_argument("out", metavar="OUT", help="output file, or a folder (file named NAME-HASH.pt)")
     p.add_argument("--fp16", action="store_true", help="store weights as float16 (half the size)")
 
@@ -16,10 +18,12 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     from pathlib import Path
 
-    from tcmcodec.checkpoints import export_weights, load_checkpoint
+    from tcmcodec.checkpoints import average_models, export_weights, load_checkpoint
 
-    model = load_checkpoint(args.checkpoint)
+    models = [load_checkpoint(path) for path in args.checkpoints]
+    model = models[0] if len(models) == 1 else average_models(models)
     path, digest = export_weights(model, args.out, half=args.fp16)
     size = Path(path).stat().st_size
-    print(f"{path}: {size / 1e6:.2f} MB, model {model.config.name}, weights {digest}")
+    what = f"mean of {len(models)} checkpoints, " if len(models) > 1 else ""
+    print(f"{path}: {size / 1e6:.2f} MB, {what}model {model.config.name}, weights {digest}")
     return 0
