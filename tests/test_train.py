@@ -211,6 +211,10 @@ def test_bad_options_are_user_errors(image_folder, tmp_path):
                    "--warmup-steps", "-1", "--steps", "1") == 1
     assert run_cli("train", "--data", image_folder, "--out", tmp_path, "--model", "tcm-tiny",
                    "--balance-levels", "--steps", "1") == 1
+    for lambdas in ("0.01,0.04", "0.04,0.01", "0.01", "0.01,x"):  # fixed-rate preset; descending; one; junk
+        model = "tcm-tiny" if lambdas == "0.01,0.04" else "tcm-tiny-vr"
+        assert run_cli("train", "--data", image_folder, "--out", tmp_path, "--model", model,
+                       "--lambdas", lambdas, "--steps", "1") == 1
 
 
 def _cli(data: Path, out: Path, steps: int, *extra: str) -> list[str]:
@@ -366,21 +370,34 @@ def test_crop_pack_skips_the_validation_images_and_keeps_to_its_budget(image_fol
 
 
 def test_init_resamples_the_gains_of_a_model_trained_for_other_lambdas(image_folder, tmp_path):
-    from tcmcodec.config import PRESETS, get_preset
+    from tcmcodec.config import get_preset
 
     train(_settings(image_folder, tmp_path / "three", model="tcm-tiny-vr", lmbda=None, steps=2))
     trained = _weights(tmp_path / "three", "ema_state_dict")["gain_y.log_gain"]
     lambdas = get_preset("tcm-tiny-vr").rate_lambdas  # 0.004, 0.016, 0.064
-    wider = get_preset("tcm-tiny-vr").replace(name="tcm-tiny-vr5", rate_lambdas=(0.001, *lambdas, 0.128))
-    PRESETS["tcm-tiny-vr5"] = wider
-    try:
-        trainer = Trainer(_settings(image_folder, tmp_path / "five", model="tcm-tiny-vr5", lmbda=None,
-                                    init=str(tmp_path / "three" / LATEST)))
-    finally:
-        del PRESETS["tcm-tiny-vr5"]
+    trainer = Trainer(_settings(image_folder, tmp_path / "five", model="tcm-tiny-vr", lmbda=None,
+                                rate_lambdas=(0.001, *lambdas, 0.128), init=str(tmp_path / "three" / LATEST)))
     gains = trainer.model.state_dict()["gain_y.log_gain"]
     assert gains.shape[0] == 5
     assert torch.equal(gains[1:4], trained)  # trained lambdas keep their vectors exactly
     # one lambda step (x4) beyond either end continues the nearest segment in log(lambda)
     assert torch.allclose(gains[0], trained[0] - (trained[1] - trained[0]), atol=1e-6)
     assert torch.allclose(gains[4], trained[2] + 0.5 * (trained[2] - trained[1]), atol=1e-6)
+
+
+def test_lambdas_option_sets_the_rate_levels_and_a_resumed_run_keeps_them(image_folder, tmp_path):
+    from tcmcodec.checkpoints import load_checkpoint
+
+    lambdas = (0.002, 0.01, 0.05, 0.25)
+    out = tmp_path / "four"
+    common = ("train", "--data", image_folder, "--out", out, "--model", "tcm-tiny-vr", "--patch", "64",
+              "--batch-size", "2", "--val-every", "0", "--no-progress", "--threads", "1")
+    assert run_cli(*common, "--steps", "2", "--lambdas", ",".join(map(str, lambdas))) == 0
+    assert run_cli(*common, "--steps", "3", "--resume") == 0  # no --lambdas: the run's own table
+    data = torch.load(out / LATEST, weights_only=True)
+    assert data["step"] == 3 and tuple(data["config"]["rate_lambdas"]) == lambdas
+    assert data["state_dict"]["gain_y.log_gain"].shape[0] == 4
+    model = load_checkpoint(out / LATEST)  # the weights carry their table: qualities map onto 4 levels
+    assert model.rate_levels == 4 and model.config.rate_lambdas == lambdas
+    # another table on resume is another model
+    assert run_cli(*common, "--steps", "4", "--resume", "--lambdas", "0.01,0.05") == 1

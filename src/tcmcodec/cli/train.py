@@ -49,6 +49,10 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                         "AVX512-BF16/AMX: 1.4-1.7x faster steps on this project's Xeon); validation "
                         "stays float32")
     p.add_argument("--threads", type=int, help="torch CPU threads")
+    p.add_argument("--lambdas", type=_lambda_list, default=None, metavar="L1,L2,...",
+                   help="variable-rate presets: train for these rate-distortion lambdas (ascending; one "
+                        "rate level each) instead of the preset's; with --init, trained gain vectors are "
+                        "resampled onto them; a resumed run keeps its own")
     p.add_argument("--max-level", type=float, default=None,
                    help="variable-rate models: train only rate levels up to this one")
     p.add_argument("--balance-levels", action="store_true",
@@ -62,6 +66,14 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="stop after this much wall-clock time (checkpoint and validate first; "
                         "--resume continues)")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
+
+
+def _lambda_list(text: str) -> tuple[float, ...]:
+    try:
+        values = tuple(float(v) for v in text.split(","))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected comma-separated numbers such as 0.0025,0.013,0.05, got {text!r}")
+    return values
 
 
 def run(args: argparse.Namespace) -> int:
@@ -88,6 +100,7 @@ def run(args: argparse.Namespace) -> int:
         checkpoint_minutes=args.checkpoint_minutes, resume=args.resume, init=args.init,
         device=args.device, amp=args.amp, threads=args.threads, progress=not args.no_progress,
         max_level=args.max_level, max_minutes=args.max_minutes, balance_levels=args.balance_levels,
+        rate_lambdas=args.lambdas,
     )
     if args.ema_decay is not None:
         settings.ema_decay = args.ema_decay

@@ -104,6 +104,9 @@ class TrainSettings:
     #: variable-rate models: weight each level's loss by the inverse of its running mean
     #: (LevelBalancer) instead of letting the highest lambdas dominate
     balance_levels: bool = False
+    #: variable-rate presets: train for these lambdas instead of the preset's (ascending);
+    #: None: the preset's, or, resuming, the run's own
+    rate_lambdas: tuple[float, ...] | None = None
 
 
 class TrainingError(TcmError):
@@ -247,6 +250,7 @@ class Trainer:
             self.config: TCMConfig = get_preset(settings.model)
         except KeyError as exc:
             raise TrainingError(str(exc.args[0])) from None
+        self._set_rate_lambdas(settings)
         if not self.config.variable_rate and settings.lmbda is None:
             raise TrainingError(f"{settings.model} is a fixed-rate model: give --lambda")
         if settings.patch < PATCH_MULTIPLE or settings.patch % PATCH_MULTIPLE:
@@ -304,12 +308,30 @@ class Trainer:
             self.net = nn.parallel.DistributedDataParallel(self.model, device_ids=ids)
         self.logger = _Logger(self.out, self.rank == 0)
 
+    def _set_rate_lambdas(self, settings: TrainSettings) -> None:
+        """The lambda table of the run: ``--lambdas``, else a resumed run's own, else the
+        preset's. Sets ``self.config``."""
+        lambdas = settings.rate_lambdas
+        latest = self.out / LATEST
+        if lambdas is None and settings.resume and latest.exists() and self.config.variable_rate:
+            stored = torch.load(latest, map_location="cpu", weights_only=True, mmap=True).get("config", {})
+            lambdas = tuple(stored.get("rate_lambdas", ())) or None
+        if lambdas is None:
+            return
+        if not self.config.variable_rate:
+            raise TrainingError(f"--lambdas: {settings.model} is a fixed-rate preset; give it one --lambda "
+                                "or pick a variable-rate preset (e.g. tcm-cpu-wide)")
+        try:
+            self.config = self.config.replace(rate_lambdas=tuple(float(v) for v in lambdas))
+        except ValueError as exc:
+            raise TrainingError(f"--lambdas: {exc}") from None
+
     # -------------------------------------------------------------- checkpoints
     def _load_init(self, path: str) -> None:
         """Start from the weights of ``path`` where names and shapes match (fine-tuning).
 
         Gain vectors of a variable-rate checkpoint trained for other lambdas are resampled
-        onto this preset's lambdas (:func:`resample_log_gains`), so a model can be given
+        onto this run's lambdas (:func:`resample_log_gains`), so a model can be given
         more rate levels without starting over.
         """
         data = read_checkpoint(path)
