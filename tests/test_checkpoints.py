@@ -153,3 +153,32 @@ def test_export_refuses_to_average_different_models_in_one_line(tmp_path, capsys
     err = capsys.readouterr().err.strip()
     assert err.count("\n") == 0 and "cannot average tcm-tiny with tcm-tiny-vr" in err
     assert not (tmp_path / "soup.pt").exists()
+
+
+
+def test_a_finer_scale_table_changes_the_bits_not_the_picture_and_is_part_of_the_identity(tmp_path):
+    import numpy as np
+
+    import tcmcodec
+    from conftest import run_cli
+    from tcmcodec.errors import ModelMismatchError
+
+    path, digest = export_weights(make_model("tcm-tiny-vr", seed=3), tmp_path / "w.pt")
+    assert run_cli("export", path, tmp_path / "fine.pt", "--scale-levels", "256") == 0
+    coarse, fine = load_checkpoint(path), load_checkpoint(tmp_path / "fine.pt")
+    assert coarse.weights_hash == digest  # the default table leaves hashes as they were
+    assert fine.config.scale_levels == 256 and fine.gaussian_conditional.scale_table.numel() == 256
+    assert fine.weights_hash != digest  # same parameters, another bitstream: another identity
+    torch.manual_seed(0)
+    x = torch.rand(1, 3, 128, 128)
+    with torch.no_grad():
+        streams = {name: m.compress(x, 1.0) for name, m in (("coarse", coarse), ("fine", fine))}
+        pictures = {name: m.decompress(streams[name]["strings"], streams[name]["shape"], 1.0)["x_hat"]
+                    for name, m in (("coarse", coarse), ("fine", fine))}
+    assert torch.equal(pictures["coarse"], pictures["fine"])  # same symbols, coded with other CDFs
+    assert streams["fine"]["strings"][0] != streams["coarse"]["strings"][0]
+    # a file coded with the fine table is refused by the coarse model instead of misdecoded
+    blob = tcmcodec.encode(np.zeros((64, 64, 3), np.uint8), fine, quality=50)
+    with pytest.raises(ModelMismatchError):
+        tcmcodec.decode(blob, coarse)
+    assert run_cli("export", path, tmp_path / "bad.pt", "--scale-levels", "0") == 1

@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any, Mapping
 
 import torch
+from compressai.models.base import get_scale_table
 from compressai.models.utils import remap_old_keys
 from torch import Tensor
 
@@ -33,6 +34,8 @@ DERIVED_BUFFERS = ("_quantized_cdf", "_offset", "_cdf_length", "scale_table")
 #: pedestal, the bottleneck's quantile targets. Not stored, and loading keeps the constructed
 #: values (hashed as such): float16 storage turned the likelihood floor into 0 (log2 0 = -inf).
 CONSTANT_BUFFERS = ("bound", "pedestal", "scale_bound", "target")
+#: the Gaussian conditional's scale table (built from the config's scale_min/max/levels)
+SCALE_TABLE_KEY = "gaussian_conditional.scale_table"
 #: what inference files leave out
 NOT_STORED = DERIVED_BUFFERS + CONSTANT_BUFFERS
 
@@ -152,14 +155,26 @@ def name_preset(config: TCMConfig) -> TCMConfig:
     return config
 
 
+def _hashes_derived(key: str, value: Tensor) -> bool:
+    """Whether derived buffer ``key`` is part of the weights' identity: only a Gaussian scale
+    table other than CompressAI's default, since it changes the bitstream (the CDFs follow
+    from the parameters and the table). Default tables are left out, so hashes stay as they
+    were before tables could be chosen."""
+    if key.rsplit(".", 1)[-1] != "scale_table" or value.numel() == 0:
+        return False
+    default = get_scale_table()
+    return value.shape != default.shape or not torch.allclose(value.detach().float().cpu(), default)
+
+
 def weights_hash(state: Mapping[str, Tensor]) -> str:
-    """Short sha256 (16 hex digits) of a model's parameters, ignoring derived buffers.
+    """Short sha256 (16 hex digits) of a model's parameters, ignoring derived buffers
+    (except a non-default scale table, which changes the bitstream).
 
     Identifies the weights in ``.tcm`` files and exported file names.
     """
     digest = hashlib.sha256()
     for key in sorted(state):
-        if key.rsplit(".", 1)[-1] in DERIVED_BUFFERS:
+        if key.rsplit(".", 1)[-1] in DERIVED_BUFFERS and not _hashes_derived(key, state[key]):
             continue
         tensor = state[key].detach().to("cpu").contiguous()
         digest.update(key.encode())
@@ -257,6 +272,7 @@ def export_weights(model: TCM, out: str | os.PathLike, *, half: bool = False,
     # the architecture constants they are loaded with (so fp32 weights keep the hash they had
     # when the constants were stored)
     constants = {k: v for k, v in model.state_dict().items() if is_constant(k)}
+    constants[SCALE_TABLE_KEY] = model.scale_table()  # as the loader's update() will build it
     digest = weights_hash({**constants, **{k: v.float() if v.is_floating_point() else v for k, v in state.items()}})
     out = Path(out)
     if out.is_dir():
