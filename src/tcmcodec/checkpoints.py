@@ -237,7 +237,8 @@ def average_models(models: list[TCM]) -> TCM:
     fine-tuning on different crops, the mean is often better than each of them.
 
     All models must have the same config. Integer buffers come from the first model; the
-    architecture constants and CDF tables are rebuilt as on any load. Returns a new model (eval mode) with its ``weights_hash`` set.
+    architecture constants and CDF tables are rebuilt as on any load. Returns a new model
+    (eval mode) with its ``weights_hash`` set.
     """
     if not models:
         raise ValueError("average_models needs at least one model")
