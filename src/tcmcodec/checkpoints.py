@@ -231,14 +231,15 @@ def load_checkpoint(path: str | os.PathLike) -> TCM:
     return model_from_state_dict(state, config)
 
 
-def average_models(models: list[TCM]) -> TCM:
+def average_models(models: list[TCM], config: TCMConfig | None = None) -> TCM:
     """One model whose learned weights are the uniform mean of ``models``' (a "model soup",
     Wortsman et al., ICML 2022): for runs branched from one checkpoint, e.g. the same
     fine-tuning on different crops, the mean is often better than each of them.
 
     All models must have the same config. Integer buffers come from the first model; the
-    architecture constants and CDF tables are rebuilt as on any load. Returns a new model
-    (eval mode) with its ``weights_hash`` set.
+    architecture constants and CDF tables are rebuilt as on any load, for ``config`` when
+    given (e.g. another scale table), else the models' own. Returns a new model (eval mode)
+    with its ``weights_hash`` set.
     """
     if not models:
         raise ValueError("average_models needs at least one model")
@@ -253,7 +254,7 @@ def average_models(models: list[TCM]) -> TCM:
         for key, value in states[0].items()
         if is_stored(key)
     }
-    return model_from_state_dict(mean, first.config)
+    return model_from_state_dict(mean, config or first.config)
 
 
 def export_weights(model: TCM, out: str | os.PathLike, *, half: bool = False,

@@ -22,17 +22,19 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     from pathlib import Path
 
-    from tcmcodec.checkpoints import average_models, export_weights, load_checkpoint, model_from_state_dict
+    from tcmcodec.checkpoints import average_models, export_weights, load_checkpoint
     from tcmcodec.errors import TcmError
 
     models = [load_checkpoint(path) for path in args.checkpoints]
-    model = models[0] if len(models) == 1 else average_models(models)
+    config = None
     if args.scale_levels is not None:
         try:
-            config = model.config.replace(scale_levels=args.scale_levels)
+            config = models[0].config.replace(scale_levels=args.scale_levels)
         except ValueError as exc:
             raise TcmError(f"--scale-levels: {exc}") from None
-        model = model_from_state_dict(model.state_dict(), config)
+    # one model as loaded, or the mean of several (a mean of one: the same weights, rebuilt
+    # for the other scale table)
+    model = models[0] if len(models) == 1 and config is None else average_models(models, config)
     path, digest = export_weights(model, args.out, half=args.fp16)
     size = Path(path).stat().st_size
     what = f"mean of {len(models)} checkpoints, " if len(models) > 1 else ""
