@@ -14,6 +14,8 @@
 # (`cat MODEL-TAG.pt.part-* > MODEL-TAG.pt` here). BENCH_SECONDS (0) > 0 then times a few steps with
 # and without --amp bf16 (benchmarks/train_speed.py) into TAG-bench.txt. BALANCE (1; 0: off) trains
 # with --balance-levels (every rate level's loss weighted alike; session 10, docs/training.md).
+# SEED (0) seeds the crop order and rate levels: runs with different TAGs and SEEDs from one INIT
+# are partners for `tcm export A B OUT` (the mean of their weights).
 set -euo pipefail
 MODEL=${MODEL:-tcm-cpu-wide}
 INIT=${INIT:-src/tcmcodec/weights/tcm-cpu-mse.pt}
@@ -29,6 +31,7 @@ EMA=${EMA:-0.999}
 BENCH_SECONDS=${BENCH_SECONDS:-0}
 BALANCE=${BALANCE:-1}
 TAG=${TAG:-gpu}
+SEED=${SEED:-0}
 OUT=${OUT:-/tmp/device-out}
 mkdir -p "$OUT"
 
@@ -50,12 +53,12 @@ INIT_ARGS=()
 [ "$INIT" = none ] || INIT_ARGS=(--init "$INIT")
 BALANCE_ARGS=()
 [ "$BALANCE" = 1 ] && BALANCE_ARGS=(--balance-levels)
-python3 -m tcmcodec train --data .train-crops --model "$MODEL" "${INIT_ARGS[@]}" --lr "$LR" --warmup-steps "$WARMUP" --ema-decay "$EMA" "${BALANCE_ARGS[@]}" \
+python3 -m tcmcodec train --data .train-crops --model "$MODEL" "${INIT_ARGS[@]}" --seed "$SEED" --lr "$LR" --warmup-steps "$WARMUP" --ema-decay "$EMA" "${BALANCE_ARGS[@]}" \
   --patch "$PATCH" --batch-size "$BATCH" --steps 1000000 --max-minutes "$MINUTES" \
   --workers "$WORKERS" --val-every 0 --checkpoint-minutes 2 --out "$RUN" --no-progress \
   2>&1 | tee "$LOG"
 if python3 -c "import sys; sys.exit(not float('$FINE_MINUTES') > 0)"; then
-  python3 -m tcmcodec train --data .train-crops --model "$MODEL" --lr "$FINE_LR" --ema-decay "$EMA" "${BALANCE_ARGS[@]}" --resume \
+  python3 -m tcmcodec train --data .train-crops --model "$MODEL" --seed "$SEED" --lr "$FINE_LR" --ema-decay "$EMA" "${BALANCE_ARGS[@]}" --resume \
     --patch "$PATCH" --batch-size "$BATCH" --steps 1000000 --max-minutes "$FINE_MINUTES" \
     --workers "$WORKERS" --val-every 0 --checkpoint-minutes 2 --out "$RUN" --no-progress \
     2>&1 | tee -a "$LOG"

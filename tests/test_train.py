@@ -200,6 +200,17 @@ def test_dataset_is_a_pure_function_of_seed_and_index(image_folder):
     assert not torch.equal(a[0], RandomCropDataset(paths, 64, seed=2)[0])
 
 
+@pytest.mark.filterwarnings("error:The given NumPy array is not writable")
+def test_crops_of_a_full_width_image_load_without_a_read_only_array_warning(tmp_path):
+    # a portrait image as wide as the patch: an unflipped crop is then a contiguous view of the
+    # decoded (read-only) pixels, which torch.from_numpy warns about
+    pixels = np.random.default_rng(0).integers(0, 256, (96, 64, 3), dtype=np.uint8)
+    Image.fromarray(pixels).save(tmp_path / "portrait.png")
+    dataset = RandomCropDataset([tmp_path / "portrait.png"], 64, seed=3)
+    crops = [dataset[k] for k in range(16)]  # unflipped ones among them
+    assert all(crop.shape == (3, 64, 64) for crop in crops)
+
+
 def test_bad_options_are_user_errors(image_folder, tmp_path):
     assert run_cli("train", "--data", image_folder, "--out", tmp_path, "--model", "nope", "--steps", "1") == 1
     assert run_cli("train", "--data", image_folder, "--out", tmp_path, "--model", "tcm-tiny",

@@ -90,7 +90,8 @@ class RandomCropDataset(Dataset):
             crop = crop[:, ::-1]
         if rng.random() < 0.5:
             crop = crop[::-1]
-        return torch.from_numpy(np.ascontiguousarray(crop)).permute(2, 0, 1).float().div_(255)
+        # np.array copies: the decoded image is read-only, and torch warns on such arrays
+        return torch.from_numpy(np.array(crop)).permute(2, 0, 1).float().div_(255)
 
 
 class StepSampler(torch.utils.data.Sampler[int]):
