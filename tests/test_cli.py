@@ -154,6 +154,10 @@ def test_models_text_names_the_default(capsys):
     assert run_cli("models") == 0
     out = capsys.readouterr().out
     assert re.search(r"^\* tcm-cpu-mse", out, re.M), out
+    from tcmcodec.config import PRESETS
+
+    for name in PRESETS:  # every preset, with its rates
+        assert re.search(rf"^  {name} .*(fixed rate|\d rates)$", out, re.M), out
 
 
 # --------------------------------------------------------------------------- user errors

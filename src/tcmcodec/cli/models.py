@@ -14,6 +14,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from tcmcodec import zoo
+    from tcmcodec.config import PRESETS
 
     entries = [e.to_json() for e in zoo.list_entries()]
     if args.json:
@@ -25,5 +26,8 @@ def run(args: argparse.Namespace) -> int:
         print(f"{flag} {e['name']:<14} metric {e['metric']:<7} qualities {e['qualities']} "
               f"(default {e['default_quality']}){state}")
         print(f"    {e['description']}")
-    print("Presets for --checkpoint / tcm train: tcm-s, tcm-m, tcm-l (the authors' sizes), tcm-cpu, tcm-tiny")
+    print("Presets for --checkpoint / tcm train (tcm-s/m/l: the authors' sizes):")
+    for name, config in PRESETS.items():
+        rates = f"{config.rate_levels} rates" if config.variable_rate else "fixed rate"
+        print(f"  {name:<14} N={config.N:<4} M={config.M:<4} {rates}")
     return 0
