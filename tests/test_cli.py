@@ -17,6 +17,7 @@ import pytest
 from PIL import Image
 
 from tcmcodec import container
+from tcmcodec.config import PRESETS
 
 from conftest import PYTHON, REPO, make_model, run_cli
 
@@ -150,12 +151,10 @@ def test_models_json_is_a_list_of_entries(capsys):
     assert sum(e["default"] for e in entries) == 1
 
 
-def test_models_text_names_the_default(capsys):
+def test_models_text_names_the_default_and_every_preset(capsys):
     assert run_cli("models") == 0
     out = capsys.readouterr().out
     assert re.search(r"^\* tcm-cpu-mse", out, re.M), out
-    from tcmcodec.config import PRESETS
-
     for name in PRESETS:  # every preset, with its rates
         assert re.search(rf"^  {name} .*(fixed rate|\d rates)$", out, re.M), out
 
