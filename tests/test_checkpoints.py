@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pickle
 
+import numpy as np
 import pytest
 import torch
 
@@ -11,9 +12,9 @@ import tcmcodec
 from tcmcodec.checkpoints import (DERIVED_BUFFERS, export_weights, infer_config, is_stored, load_checkpoint,
                                   weights_hash)
 from tcmcodec.config import PRESETS
-from tcmcodec.errors import ModelNotFoundError
+from tcmcodec.errors import ModelMismatchError, ModelNotFoundError
 
-from conftest import make_model
+from conftest import make_model, run_cli
 
 
 def _old_bottleneck_names(state):
@@ -123,8 +124,6 @@ def test_architecture_constants_survive_fp16_export_and_zeroed_files(tmp_path, t
 
 
 def test_export_of_several_checkpoints_is_the_mean_of_their_weights(tmp_path, capsys):
-    from conftest import run_cli
-
     first, second = make_model("tcm-tiny-vr", seed=1), make_model("tcm-tiny-vr", seed=2)
     paths = [export_weights(m, tmp_path / f"{i}.pt")[0] for i, m in enumerate((first, second))]
     assert run_cli("export", *paths, tmp_path / "soup.pt") == 0
@@ -146,8 +145,6 @@ def test_export_of_several_checkpoints_is_the_mean_of_their_weights(tmp_path, ca
 
 
 def test_export_refuses_to_average_different_models_in_one_line(tmp_path, capsys):
-    from conftest import run_cli
-
     paths = [export_weights(make_model(name), tmp_path / f"{name}.pt")[0] for name in ("tcm-tiny", "tcm-tiny-vr")]
     assert run_cli("export", *paths, tmp_path / "soup.pt") == 1
     err = capsys.readouterr().err.strip()
@@ -155,14 +152,7 @@ def test_export_refuses_to_average_different_models_in_one_line(tmp_path, capsys
     assert not (tmp_path / "soup.pt").exists()
 
 
-
 def test_a_finer_scale_table_changes_the_bits_not_the_picture_and_is_part_of_the_identity(tmp_path):
-    import numpy as np
-
-    import tcmcodec
-    from conftest import run_cli
-    from tcmcodec.errors import ModelMismatchError
-
     path, digest = export_weights(make_model("tcm-tiny-vr", seed=3), tmp_path / "w.pt")
     assert run_cli("export", path, tmp_path / "fine.pt", "--scale-levels", "256") == 0
     coarse, fine = load_checkpoint(path), load_checkpoint(tmp_path / "fine.pt")

@@ -90,8 +90,10 @@ class RandomCropDataset(Dataset):
             crop = crop[:, ::-1]
         if rng.random() < 0.5:
             crop = crop[::-1]
-        # np.array copies: the decoded image is read-only, and torch warns on such arrays
-        return torch.from_numpy(np.array(crop)).permute(2, 0, 1).float().div_(255)
+        # one copy, uint8 -> float32, into a writable array (the decoded image is read-only,
+        # and torch warns on such arrays)
+        pixels = np.ascontiguousarray(crop, dtype=np.float32)
+        return torch.from_numpy(pixels).permute(2, 0, 1).div_(255)
 
 
 class StepSampler(torch.utils.data.Sampler[int]):
