@@ -12,7 +12,8 @@ import torch
 import tcmcodec
 from tcmcodec.codec import read_stream
 from tcmcodec.errors import TcmError
-from tcmcodec.refine import lambda_for_rate, refine_latents
+from tcmcodec import refine
+from tcmcodec.refine import lambda_for_rate, refine_latents, refinement_dtype
 from tcmcodec.train.losses import PIXEL_RANGE
 
 from conftest import make_model, run_cli
@@ -33,7 +34,8 @@ def _coded_cost(model, y, z, rate, x, lmbda) -> float:
     return float(bits / (x.shape[-2] * x.shape[-1]) + lmbda * PIXEL_RANGE**2 * mse)
 
 
-def test_refinement_lowers_the_coded_rate_distortion_cost():
+@pytest.mark.parametrize("transform_dtype", [None, torch.bfloat16], ids=["float32", "bfloat16"])
+def test_refinement_lowers_the_coded_rate_distortion_cost(transform_dtype):
     model = tcmcodec.load_model(None)  # the bundled weights: a random model has little to gain
     noise = 0.05 * torch.randn(1, 3, 128, 128, generator=torch.Generator().manual_seed(0))
     x = (_image() + noise).clamp(0, 1)
@@ -41,11 +43,24 @@ def test_refinement_lowers_the_coded_rate_distortion_cost():
     lmbda = lambda_for_rate(model.config.rate_lambdas, rate)
     torch.manual_seed(0)
     y0, z0 = refine_latents(model, x, rate, 0, lmbda=lmbda)
-    y, z = refine_latents(model, x, rate, 20, lmbda=lmbda)
+    y, z = refine_latents(model, x, rate, 20, lmbda=lmbda, transform_dtype=transform_dtype)
     assert torch.equal(z, z0)  # the hyperprior's side information is kept
     before = _coded_cost(model, y0, z0, rate, x, lmbda)
     after = _coded_cost(model, y, z, rate, x, lmbda)
     assert after < 0.985 * before, (before, after)  # measured: 3.3% lower
+
+
+def test_refinement_never_returns_latents_that_code_worse_than_the_analysis():
+    model = tcmcodec.load_model(None)
+    x = _image()
+    rate = 5.0
+    lmbda = lambda_for_rate(model.config.rate_lambdas, rate)
+    y0, z0 = refine_latents(model, x, rate, 0, lmbda=lmbda)
+    plain = _coded_cost(model, y0, z0, rate, x, lmbda)
+    for lr in (1e-2, 3.0):  # a step size that wrecks every iterate returns the analysis' latents
+        y, z = refine_latents(model, x, rate, 6, lmbda=lmbda, lr=lr)
+        assert _coded_cost(model, y, z, rate, x, lmbda) <= plain + 1e-6
+    assert torch.equal(y, y0)
 
 
 def test_refinement_leaves_the_weights_and_modes_of_the_model_alone(tiny_vr_model):
@@ -54,6 +69,24 @@ def test_refinement_leaves_the_weights_and_modes_of_the_model_alone(tiny_vr_mode
     assert not tiny_vr_model.training and not any(m.training for m in tiny_vr_model.modules())
     assert all(torch.equal(before[k], v) for k, v in tiny_vr_model.state_dict().items())
     assert all(p.grad is None for p in tiny_vr_model.parameters())
+
+
+def test_refinement_restores_the_precision_the_model_had(tiny_vr_model):
+    for kept in (None, torch.bfloat16):  # inference, and a model in bfloat16 training
+        tiny_vr_model.transform_dtype = kept
+        refine_latents(tiny_vr_model, _image(), 1.0, 2, lmbda=0.016, transform_dtype=torch.bfloat16)
+        assert tiny_vr_model.transform_dtype is kept
+    tiny_vr_model.transform_dtype = None
+
+
+def test_refinement_uses_bfloat16_only_where_the_cpu_has_it_natively(monkeypatch):
+    cpu = torch.device("cpu")
+    monkeypatch.setattr(refine, "_cpu_flags", lambda: frozenset({"avx2", "avx512f"}))
+    assert refinement_dtype(cpu) is None
+    monkeypatch.setattr(refine, "_cpu_flags", lambda: frozenset({"avx512f", "avx512_bf16"}))
+    assert refinement_dtype(cpu) is torch.bfloat16
+    monkeypatch.setattr(refine, "_cpu_flags", lambda: frozenset())  # no /proc/cpuinfo
+    assert refinement_dtype(cpu) is None
 
 
 def test_a_refined_file_decodes_with_the_plain_decoder_after_plain_encodes():

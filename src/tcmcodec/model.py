@@ -344,17 +344,28 @@ class TCM(CompressionModel):
         return {"x_hat": x_hat, "likelihoods": {"y": y_likelihoods, "z": z_likelihoods}}
 
     def forward_y(self, y: Tensor, latent_means: Tensor, latent_scales: Tensor,
-                  rate: Rate = None) -> tuple[Tensor, Tensor]:
+                  rate: Rate = None, coded_likelihoods: list[Tensor] | None = None) -> tuple[Tensor, Tensor]:
         """The part of :meth:`forward_latents` after the hyperprior: x̂ (not clamped) and the
         likelihoods of y (B, M, h, w), given the hyper means and scales (B, M, h, w).
-        Refinement, which keeps z, calls it alone."""
+        Refinement, which keeps z, calls it alone.
+
+        With ``coded_likelihoods`` (a list), the likelihoods of the rounded slices, which the
+        coder codes (the noisy ones are the training proxy), are appended to it, without
+        gradient: refinement keeps the iterate that codes best.
+        """
         y_slices = y.chunk(self.config.num_slices, dim=1)
         likelihoods: list[Tensor] = []
+        gc = self.gaussian_conditional
 
         def noisy(index: int, mean: Tensor, scale: Tensor) -> Tensor:
-            _, lik = self.gaussian_conditional(y_slices[index], scale, mean)
+            _, lik = gc(y_slices[index], scale, mean)
             likelihoods.append(lik)
-            return quantize_ste(y_slices[index] - mean) + mean
+            y_hat = quantize_ste(y_slices[index] - mean) + mean
+            if coded_likelihoods is not None:
+                with torch.no_grad():
+                    coded = gc._likelihood(y_hat, scale, mean)
+                    coded_likelihoods.append(gc.likelihood_lower_bound(coded) if gc.use_likelihood_bound else coded)
+            return y_hat
 
         y_hat = self._slice_loop(latent_means, latent_scales, noisy)
         return self.synthesis(y_hat, rate), torch.cat(likelihoods, dim=1)

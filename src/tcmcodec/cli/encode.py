@@ -22,7 +22,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--json", action="store_true", help="print one JSON line per file")
     p.add_argument("--refine", type=int, default=0, metavar="STEPS",
                    help="optimise the latents for each image in STEPS gradient steps before coding "
-                        "(much slower encoding, same decoder; e.g. 50)")
+                        "(much slower encoding, same decoder; e.g. 10)")
     p.add_argument("--refine-lambda", type=float, default=None, metavar="L",
                    help="rate-distortion trade-off of --refine (default: the model's at this quality; "
                         "needed for fixed-rate models)")

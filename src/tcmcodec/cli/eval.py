@@ -17,7 +17,7 @@ HELP = "rate-distortion evaluation against JPEG, WebP, AVIF, JPEG XL, HEIC, JPEG
 
 _EPILOG = """\
 codecs: jpeg, webp, avif, jxl, heic, jpeg2000, tcm:MODEL, tcm:checkpoint=PATH
-  (tcm:MODEL+refine=25: encode with 25 steps of latent refinement, ~70x slower)
+  (tcm:MODEL+refine=10: encode with 10 steps of latent refinement, ~20x slower)
 qualities: CODEC=Q1,Q2,...;CODEC=... e.g. 'jpeg=10,30,50;webp=20,60;tcm=1,3,6'
   (jpeg2000 takes target bpp values, e.g. 'jpeg2000=0.25,0.5,1'; codecs not named keep
   their default sweep; a bare list 'Q1,Q2' is allowed when one codec is evaluated)

@@ -26,7 +26,7 @@ heic       libheif/x265 quality 0-100, 4:2:0, x265 ``preset=slow``, ``tune=ssim`
 jpeg2000   OpenJPEG, *target bits per pixel* (``quality_layers=[24 / bpp]``), 9/7 irreversible
            wavelet with the ICT colour transform, raw J2K codestream (no JP2 box)
 tcm:NAME   our model; ``quality`` is the model's quality index (``tcmcodec.zoo``);
-           ``tcm:NAME+refine=25``: with 25 steps of encoder-side latent refinement
+           ``tcm:NAME+refine=10``: with 10 steps of encoder-side latent refinement
 =========  ==================================================================================
 """
 
@@ -432,7 +432,7 @@ class TcmCodec(Codec):
     come from the model's ``qualities`` attribute if it has one, else from its trained rate
     levels if it is variable-rate, else a single ``None`` point).
     Model loading happens in :meth:`prepare`, outside the timed region. A ``+refine=STEPS``
-    suffix (``tcm:NAME+refine=25``) encodes with that many steps of encoder-side latent
+    suffix (``tcm:NAME+refine=10``) encodes with that many steps of encoder-side latent
     refinement (:mod:`tcmcodec.refine`); the decoder is the same. ``+refine-lambda=L`` sets
     the refinement's trade-off (default: the model's lambda at each quality; a fixed-rate
     model needs it).
