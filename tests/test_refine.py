@@ -63,6 +63,20 @@ def test_refinement_never_returns_latents_that_code_worse_than_the_analysis():
     assert torch.equal(y, y0)
 
 
+def test_the_kept_iterate_is_measured_with_the_likelihoods_the_coder_codes(tiny_vr_model):
+    x, rate = _image(), 1.0
+    with torch.no_grad():
+        y, z = tiny_vr_model.analysis(x, rate)
+        y = y + 0.3 * torch.randn_like(y)  # not on the grid, as during a search
+        bottleneck = tiny_vr_model.entropy_bottleneck
+        z_hat = bottleneck.quantize(z, "dequantize", bottleneck._get_medians())
+        means, scales = tiny_vr_model.hyper_parameters(z_hat, rate)
+        coded: list[torch.Tensor] = []
+        tiny_vr_model.forward_y(y, means, scales, rate, coded)
+        coding = tiny_vr_model.forward_latents(y, z, rate)["likelihoods"]["y"]  # eval mode: rounded
+    torch.testing.assert_close(torch.cat(coded, dim=1), coding)
+
+
 def test_refinement_leaves_the_weights_and_modes_of_the_model_alone(tiny_vr_model):
     before = {k: v.clone() for k, v in tiny_vr_model.state_dict().items()}
     refine_latents(tiny_vr_model, _image(), 2.0, 3, lmbda=0.064)

@@ -362,9 +362,8 @@ class TCM(CompressionModel):
             likelihoods.append(lik)
             y_hat = quantize_ste(y_slices[index] - mean) + mean
             if coded_likelihoods is not None:
-                with torch.no_grad():
-                    coded = gc._likelihood(y_hat, scale, mean)
-                    coded_likelihoods.append(gc.likelihood_lower_bound(coded) if gc.use_likelihood_bound else coded)
+                with torch.no_grad():  # y_hat is already rounded: rounding it again changes nothing
+                    coded_likelihoods.append(gc(y_hat, scale, mean, training=False)[1])
             return y_hat
 
         y_hat = self._slice_loop(latent_means, latent_scales, noisy)
