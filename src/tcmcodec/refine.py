@@ -22,6 +22,7 @@ here, same gain); the coding of the result, and decoding, are unchanged.
 
 from __future__ import annotations
 
+import functools
 import math
 from collections.abc import Sequence
 
@@ -43,8 +44,10 @@ AUTO = "auto"
 NATIVE_BF16_CPU_FLAGS = frozenset({"avx512_bf16", "amx_bf16"})
 
 
+@functools.cache
 def _cpu_flags() -> frozenset[str]:
-    """The CPU's feature flags from /proc/cpuinfo (empty where there is none: not Linux)."""
+    """The CPU's feature flags from /proc/cpuinfo (empty where there is none: not Linux);
+    read once per process."""
     try:
         with open("/proc/cpuinfo", encoding="ascii", errors="replace") as f:
             for line in f:
@@ -118,6 +121,12 @@ def refine_latents(model, x: Tensor, rate: float | None, steps: int, *, lmbda: f
     inside = (..., slice(top, height - bottom), slice(left, width - right))
     target = x[inside]
     num_pixels = target.shape[-2] * target.shape[-1]
+
+    def rd_cost(likelihoods: Tensor, x_hat: Tensor) -> Tensor:
+        """bits per pixel + lambda * 255^2 * MSE inside the padding."""
+        mse = (x_hat[inside] - target).square().mean()
+        return -likelihoods.log2().sum() / num_pixels + lmbda * PIXEL_RANGE**2 * mse
+
     with torch.no_grad():  # z is kept: its hyper means and scales once, not per step
         bottleneck = model.entropy_bottleneck
         z_hat = bottleneck.quantize(z, "dequantize", bottleneck._get_medians())
@@ -139,12 +148,9 @@ def refine_latents(model, x: Tensor, rate: float | None, steps: int, *, lmbda: f
             coded: list[Tensor] = []
             with torch.set_grad_enabled(not last):
                 x_hat, likelihoods = model.forward_y(y, latent_means, latent_scales, rate, coded)
-                bits = -likelihoods.log2().sum()
-                mse = (x_hat[inside] - target).square().mean()
-                loss = bits / num_pixels + lmbda * PIXEL_RANGE**2 * mse
+                loss = rd_cost(likelihoods, x_hat)  # the training proxy: noisy rate
             with torch.no_grad():  # what coding this iterate would cost (rounded y, clamped x̂)
-                cost = float(-torch.cat(coded, dim=1).log2().sum() / num_pixels
-                             + lmbda * PIXEL_RANGE**2 * (x_hat[inside].clamp(0, 1) - target).square().mean())
+                cost = float(rd_cost(torch.cat(coded, dim=1), x_hat.clamp(0, 1)))
             if math.isfinite(cost) and cost < best_cost:
                 best_cost, best_y = cost, y.detach().clone()
             if last:
