@@ -327,27 +327,34 @@ class TCM(CompressionModel):
         y, z = self.analysis(x, rate)
         return self.forward_latents(y, z, rate)
 
-    def forward_latents(self, y: Tensor, z: Tensor, rate: Rate = None) -> dict:
+    def forward_latents(self, y: Tensor, z: Tensor, rate: Rate = None,
+                        coded_likelihoods: list[Tensor] | None = None) -> dict:
         """The training path from the analysis output on: y (B, M, h, w) and z (B, hyper,
         h/4, w/4), as :meth:`analysis` returns them, to what :meth:`forward` returns.
 
         Likelihoods use additive noise in training mode and rounding in eval mode (CompressAI's
         entropy models); the values passed on are rounded with a straight-through gradient.
-        Encoder-side refinement (:mod:`tcmcodec.refine`) optimises y through it.
+        Encoder-side refinement (:mod:`tcmcodec.refine`) optimises y and z through it.
+
+        With ``coded_likelihoods`` (a list), the likelihoods the coder codes (rounded z, then
+        the rounded y slices; see :meth:`forward_y`) are appended to it, without gradient.
         """
         rate = self._check_rate(rate)
-        _, z_likelihoods = self.entropy_bottleneck(z)
-        z_offset = self.entropy_bottleneck._get_medians()
+        bottleneck = self.entropy_bottleneck
+        _, z_likelihoods = bottleneck(z)
+        if coded_likelihoods is not None:
+            with torch.no_grad():
+                coded_likelihoods.append(bottleneck(z, training=False)[1])
+        z_offset = bottleneck._get_medians()
         z_hat = quantize_ste(z - z_offset) + z_offset
         latent_means, latent_scales = self.hyper_parameters(z_hat, rate)
-        x_hat, y_likelihoods = self.forward_y(y, latent_means, latent_scales, rate)
+        x_hat, y_likelihoods = self.forward_y(y, latent_means, latent_scales, rate, coded_likelihoods)
         return {"x_hat": x_hat, "likelihoods": {"y": y_likelihoods, "z": z_likelihoods}}
 
     def forward_y(self, y: Tensor, latent_means: Tensor, latent_scales: Tensor,
                   rate: Rate = None, coded_likelihoods: list[Tensor] | None = None) -> tuple[Tensor, Tensor]:
         """The part of :meth:`forward_latents` after the hyperprior: x̂ (not clamped) and the
         likelihoods of y (B, M, h, w), given the hyper means and scales (B, M, h, w).
-        Refinement, which keeps z, calls it alone.
 
         With ``coded_likelihoods`` (a list), the likelihoods of the rounded slices, which the
         coder codes (the noisy ones are the training proxy), are appended to it, without
