@@ -5,8 +5,9 @@ API (``tcmcodec.encode`` / ``decode``: real files), prints mean bpp, PSNR and en
 per quality, then the BD-rate of each refined curve against the plain one (negative: fewer
 bits at equal PSNR) and its total encode time.
 
-A setting is ``STEPS[@LR][:PRECISION]``: Adam steps, their step size (default
-``tcmcodec.refine.DEFAULT_REFINE_LR``) and the precision of g_s during the search
+A setting is ``STEPS[@LR[/Z_LR]][:PRECISION]``: Adam steps, their step sizes on y and on z
+(defaults ``tcmcodec.refine.DEFAULT_REFINE_LR`` and ``DEFAULT_REFINE_Z_LR``) and the precision
+of g_s during the search
 (``float32``, ``bfloat16`` or ``auto``, the default: what ``tcm encode`` uses). Step size and
 precision are not part of the public API; this script sets them by wrapping
 ``tcmcodec.refine.refine_latents``, which the encoder looks up at each call.
@@ -14,7 +15,7 @@ precision are not part of the public API; this script sets them by wrapping
     python benchmarks/refine_gain.py ../shared/data/kodak --images 3 --steps 10
     # tune on training photos (not the evaluation set), on centre crops for speed:
     python benchmarks/refine_gain.py ../shared/data/train --pick 100,700,1200,400 \\
-        --crop 448x320 --steps 10@5e-3,10@1e-2,10@2e-2,10@1e-2:float32
+        --crop 448x320 --steps 10@5e-3,10@1e-2,10@1e-2/1e-2,10@1e-2:float32
 """
 
 from __future__ import annotations
@@ -52,14 +53,16 @@ def centre_crop(rgb: np.ndarray, width: int, height: int) -> np.ndarray:
     return np.ascontiguousarray(rgb[top:top + height, left:left + width])
 
 
-def parse_setting(text: str) -> tuple[int, float, str]:
-    """``STEPS[@LR][:PRECISION]`` -> (steps, lr, precision)."""
+def parse_setting(text: str) -> tuple[int, float, float, str]:
+    """``STEPS[@LR[/Z_LR]][:PRECISION]`` -> (steps, lr, z_lr, precision)."""
     head, _, precision = text.partition(":")
-    steps, _, lr = head.partition("@")
+    steps, _, rates = head.partition("@")
+    lr, _, z_lr = rates.partition("/")
     precision = precision or "auto"
     if precision not in PRECISIONS:
         raise SystemExit(f"unknown precision {precision!r} in {text!r}: use one of {', '.join(PRECISIONS)}")
-    return int(steps), float(lr) if lr else refine.DEFAULT_REFINE_LR, precision
+    return (int(steps), float(lr) if lr else refine.DEFAULT_REFINE_LR,
+            float(z_lr) if z_lr else refine.DEFAULT_REFINE_Z_LR, precision)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -70,7 +73,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--pick", default=None, help="comma-separated indexes into the sorted folder instead")
     p.add_argument("--crop", default=None, metavar="WxH", help="centre crops of this size")
     p.add_argument("--qualities", default="0,14,29,43,57,71,86,100")
-    p.add_argument("--steps", default="10", help="comma-separated settings STEPS[@LR][:PRECISION]")
+    p.add_argument("--steps", default="10", help="comma-separated settings STEPS[@LR[/Z_LR]][:PRECISION]")
     p.add_argument("--threads", type=int, default=1)
     args = p.parse_args(argv)
     torch.set_num_threads(args.threads)
@@ -82,15 +85,16 @@ def main(argv: list[str] | None = None) -> int:
         images = [centre_crop(rgb, width, height) for rgb in images]
     model = tcmcodec.load_model(args.model)
     qualities = [float(q) for q in args.qualities.split(",")]
-    settings = [(0, refine.DEFAULT_REFINE_LR, "auto")] + [parse_setting(s) for s in args.steps.split(",")]
+    settings = [(0, refine.DEFAULT_REFINE_LR, refine.DEFAULT_REFINE_Z_LR, "auto")] + [parse_setting(s) for s in args.steps.split(",")]
     original = refine.refine_latents
     curves: dict[tuple, tuple[list[float], list[float], float]] = {}
-    print("| steps | lr | precision | quality | bpp | PSNR dB | encode s |")
+    print("| steps | lr (y / z) | precision | quality | bpp | PSNR dB | encode s |")
     print("|---|---|---|---|---|---|---|")
     try:
         for setting in settings:
-            steps, lr, precision = setting
-            refine.refine_latents = functools.partial(original, lr=lr, transform_dtype=PRECISIONS[precision])
+            steps, lr, z_lr, precision = setting
+            refine.refine_latents = functools.partial(original, lr=lr, z_lr=z_lr,
+                                                      transform_dtype=PRECISIONS[precision])
             rates, qualities_db, total = [], [], 0.0
             for q in qualities:
                 bpps, psnrs, seconds = [], [], []
@@ -103,15 +107,15 @@ def main(argv: list[str] | None = None) -> int:
                 rates.append(statistics.mean(bpps))
                 qualities_db.append(statistics.mean(psnrs))
                 total += sum(seconds)
-                print(f"| {steps} | {lr:g} | {precision} | {q:g} | {rates[-1]:.4f} | {qualities_db[-1]:.2f} "
+                print(f"| {steps} | {lr:g} / {z_lr:g} | {precision} | {q:g} | {rates[-1]:.4f} | {qualities_db[-1]:.2f} "
                       f"| {statistics.median(seconds):.1f} |", flush=True)
             curves[setting] = (rates, qualities_db, total)
     finally:
         refine.refine_latents = original
     plain = curves[settings[0]]
-    for steps, lr, precision in settings[1:]:
-        rates, qualities_db, total = curves[(steps, lr, precision)]
-        print(f"{steps} steps at lr {lr:g}, {precision}: BD-rate against none (PSNR) "
+    for steps, lr, z_lr, precision in settings[1:]:
+        rates, qualities_db, total = curves[(steps, lr, z_lr, precision)]
+        print(f"{steps} steps at lr {lr:g} / {z_lr:g}, {precision}: BD-rate against none (PSNR) "
               f"{bd_rate(plain[0], plain[1], rates, qualities_db)}; encoding {total:.0f} s in all "
               f"(plain: {plain[2]:.0f} s)")
     return 0

@@ -47,7 +47,7 @@ def test_refinement_lowers_the_coded_rate_distortion_cost(transform_dtype):
     assert not torch.equal(z, z0)  # the side information moves with y
     before = _coded_cost(model, y0, z0, rate, x, lmbda)
     after = _coded_cost(model, y, z, rate, x, lmbda)
-    assert after < 0.985 * before, (before, after)  # measured: 3.3% lower
+    assert after < 0.98 * before, (before, after)  # measured: 4.2-4.3% lower (y alone: 3.3%)
 
 
 def test_refinement_never_returns_latents_that_code_worse_than_the_analysis():
