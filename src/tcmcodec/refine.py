@@ -35,11 +35,12 @@ from torch import Tensor
 from tcmcodec.errors import TcmError
 from tcmcodec.train.losses import PIXEL_RANGE
 
-#: Adam step size on the latents (their values are O(1)-O(10) after the gain); tuned on
-#: training photos with benchmarks/refine_gain.py (docs/benchmarks.md)
-DEFAULT_REFINE_LR = 1e-2
-#: Adam step size on the hyper-latents z (same tuning: 3e-3 / 1e-2 / 3e-2 / 5e-2 / 1e-1 gave
-#: -6.3 / -6.7 / -7.4 / -7.2 / -4.7% BD-rate against plain encoding, with y at 1e-2)
+#: Adam step size on the latents y (their values are O(1)-O(10) after the gain); tuned on
+#: training photos with benchmarks/refine_gain.py (docs/benchmarks.md): with z at 3e-2,
+#: 7e-3 / 1e-2 / 1.5e-2 / 2e-2 gave -6.7 / -7.4 / -7.6 / -7.1% BD-rate against plain encoding
+DEFAULT_REFINE_LR = 1.5e-2
+#: Adam step size on the hyper-latents z (same tuning, y at 1e-2: 3e-3 / 1e-2 / 3e-2 / 5e-2 /
+#: 1e-1 gave -6.3 / -6.7 / -7.4 / -7.2 / -4.7%)
 DEFAULT_REFINE_Z_LR = 3e-2
 #: refinement differentiates through g_s at full resolution: refuse beyond this size
 REFINE_MAX_PIXELS = 4_000_000
