@@ -12,7 +12,8 @@ y and z start from g_a's and h_a's outputs and take ``steps`` Adam steps togethe
 ``bpp(y) + bpp(z) + lambda * 255^2 * MSE`` over the image's own pixels, through the
 hyper-synthesis (the means and scales of y follow z), with the training objective's proxies
 (additive noise for the rates, straight-through rounding for the values passed on). Moving z
-as well gains about a tenth more than moving y alone, for the same time (docs/benchmarks.md).
+as well, with its own step size, gains about a fifth more than moving y alone, for the same
+time (docs/benchmarks.md).
 The noisy rate drifts away from the coded one as the latents move (more steps spend more real
 bits), so each iterate is also measured as it would be coded (rounded y and z, clamped x̂)
 and the best one is kept: more steps never code worse than fewer, or than no refinement. The
