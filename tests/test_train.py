@@ -359,6 +359,27 @@ def test_a_time_limit_stops_after_a_checkpoint_and_the_run_resumes_from_it(image
         Trainer(_settings(image_folder, out, max_minutes=0))
 
 
+@pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGINT], ids=["SIGTERM", "SIGINT"])
+def test_a_stop_signal_ends_the_run_after_the_step_with_a_checkpoint(image_folder, tmp_path, monkeypatch, signum):
+    out = tmp_path / "run"
+    kept = signal.getsignal(signum)
+    real_step = Trainer.train_step
+
+    def step_then_signal(self, batch):  # the signal arrives during step 2
+        metrics = real_step(self, batch)
+        if self.step == 1:
+            os.kill(os.getpid(), signum)
+        return metrics
+
+    monkeypatch.setattr(Trainer, "train_step", step_then_signal)
+    train(_settings(image_folder, out, steps=50))
+    assert torch.load(out / LATEST, weights_only=True)["step"] == 2
+    assert signal.getsignal(signum) == kept  # the caller's handler is back
+    monkeypatch.undo()
+    train(_settings(image_folder, out, steps=4, resume=True))
+    assert torch.load(out / LATEST, weights_only=True)["step"] == 4
+
+
 def test_crop_pack_skips_the_validation_images_and_keeps_to_its_budget(image_folder, tmp_path):
     from tcmcodec.train.data import split_holdout
 

@@ -17,7 +17,9 @@ import json
 import math
 import os
 import random
+import signal
 import sys
+import threading
 import time
 import warnings
 from collections import Counter
@@ -58,6 +60,9 @@ DEFAULT_EMA_DECAY = 0.999
 #: criterion with --balance-levels)
 GEOMEAN_LOSS = "loss_geomean"
 
+
+#: signals that end a training run cleanly: the current step finishes, a checkpoint is saved
+STOP_SIGNALS = (signal.SIGTERM, signal.SIGINT)
 
 @dataclass
 class TrainSettings:
@@ -559,13 +564,40 @@ class Trainer:
     def _selection_loss(self, val: dict[str, float]) -> float:
         return val.get(self._selection_key(), val["loss"])
 
-    def _out_of_time(self, started: float) -> bool:
-        """Whether --max-minutes has passed (rank 0's clock decides for every rank)."""
-        flag = torch.tensor([time.monotonic() - started >= self.s.max_minutes * 60], dtype=torch.float32)
+    def _stop_reason(self, started: float) -> str | None:
+        """``"time"`` once --max-minutes has passed, ``"signal"`` after a stop signal, else
+        None; rank 0 decides for every rank."""
+        reasons = (None, "time", "signal")
+        if self._stop_signal is not None:
+            code = 2
+        else:
+            code = int(self.s.max_minutes is not None and time.monotonic() - started >= self.s.max_minutes * 60)
         if self.world > 1:
-            flag = flag.to(self.device)
+            flag = torch.tensor([code], dtype=torch.float32, device=self.device)
             dist.broadcast(flag, src=0)
-        return bool(flag.item())
+            code = int(flag.item())
+        return reasons[code]
+
+    def _catch_stop_signals(self) -> dict[int, Any]:
+        """SIGTERM and SIGINT end the run after the current step, with a checkpoint (`kill`,
+        a scheduler's pre-emption, Ctrl-C): returns the handlers they had, for
+        :meth:`_restore_signals`. Only possible in the main thread (elsewhere: nothing)."""
+        if threading.current_thread() is not threading.main_thread():
+            return {}
+
+        def request_stop(signum: int, frame: Any) -> None:
+            self._stop_signal = signum
+
+        kept = {}
+        for signum in STOP_SIGNALS:
+            if signal.getsignal(signum) is not signal.SIG_IGN:  # e.g. SIGINT of a background job
+                kept[signum] = signal.signal(signum, request_stop)
+        return kept
+
+    @staticmethod
+    def _restore_signals(kept: dict[int, Any]) -> None:
+        for signum, handler in kept.items():
+            signal.signal(signum, handler)
 
     def run(self) -> dict[str, float]:
         s = self.s
@@ -586,6 +618,9 @@ class Trainer:
         window: list[dict[str, float]] = []
         tick = time.monotonic()
         last: dict[str, float] = {}
+        self._stop_signal: int | None = None
+        stop: str | None = None
+        kept_handlers = self._catch_stop_signals()
         try:
             for batch in loader:
                 metrics = self.train_step(batch)
@@ -617,9 +652,16 @@ class Trainer:
                 if is_best or time.monotonic() - last_save >= s.checkpoint_minutes * 60:
                     self.save(best=is_best)
                     last_save = time.monotonic()
-                if s.max_minutes is not None and self._out_of_time(started):
-                    break
+                if s.max_minutes is not None or self.world > 1 or self._stop_signal is not None:
+                    stop = self._stop_reason(started)
+                    if stop is not None:
+                        break
             self.save(best=False)
+            if stop == "signal":  # no final validation: whoever stopped the run wants it to end
+                if self.rank == 0:
+                    print(f"tcm train: stopped by a signal at step {self.step}; checkpoint saved, "
+                          "--resume continues", file=sys.stderr)
+                return last
             val = self.validate() if s.val_every else None
             if val is not None:
                 self.logger.log("val", self.step, val)
@@ -628,6 +670,7 @@ class Trainer:
                     self.best_loss = current
                     self.save(best=True)
         finally:
+            self._restore_signals(kept_handlers)
             if bar is not None:
                 bar.close()
         return last
