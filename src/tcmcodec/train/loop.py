@@ -64,6 +64,7 @@ GEOMEAN_LOSS = "loss_geomean"
 #: signals that end a training run cleanly: the current step finishes, a checkpoint is saved
 STOP_SIGNALS = (signal.SIGTERM, signal.SIGINT)
 
+
 @dataclass
 class TrainSettings:
     """Everything that defines a training run (the ``tcm train`` options)."""
