@@ -85,7 +85,7 @@ def main(argv: list[str] | None = None) -> int:
         images = [centre_crop(rgb, width, height) for rgb in images]
     model = tcmcodec.load_model(args.model)
     qualities = [float(q) for q in args.qualities.split(",")]
-    settings = [(0, refine.DEFAULT_REFINE_LR, refine.DEFAULT_REFINE_Z_LR, "auto")] + [parse_setting(s) for s in args.steps.split(",")]
+    settings = [parse_setting("0")] + [parse_setting(s) for s in args.steps.split(",")]
     original = refine.refine_latents
     curves: dict[tuple, tuple[list[float], list[float], float]] = {}
     print("| steps | lr (y / z) | precision | quality | bpp | PSNR dB | encode s |")
@@ -113,8 +113,9 @@ def main(argv: list[str] | None = None) -> int:
     finally:
         refine.refine_latents = original
     plain = curves[settings[0]]
-    for steps, lr, z_lr, precision in settings[1:]:
-        rates, qualities_db, total = curves[(steps, lr, z_lr, precision)]
+    for setting in settings[1:]:
+        steps, lr, z_lr, precision = setting
+        rates, qualities_db, total = curves[setting]
         print(f"{steps} steps at lr {lr:g} / {z_lr:g}, {precision}: BD-rate against none (PSNR) "
               f"{bd_rate(plain[0], plain[1], rates, qualities_db)}; encoding {total:.0f} s in all "
               f"(plain: {plain[2]:.0f} s)")

@@ -70,7 +70,7 @@ def refinement_dtype(device: torch.device) -> torch.dtype | None:
     native bfloat16 (AVX512-BF16 or AMX), where it is 1.65x faster for the same gain
     (docs/benchmarks.md); None (float32) elsewhere, where bfloat16 would be emulated.
 
-    Only the search for y runs in bfloat16: the refined y is coded as any y, and decoding is
+    Only the search runs in bfloat16: the refined y and z are coded as any, and decoding is
     unchanged.
     """
     if device.type == "cuda":

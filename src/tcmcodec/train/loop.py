@@ -569,11 +569,9 @@ class Trainer:
         """``"time"`` once --max-minutes has passed, ``"signal"`` after a stop signal, else
         None; rank 0 decides for every rank."""
         reasons = (None, "time", "signal")
-        if self._stop_signal is not None:
-            code = 2
-        else:
-            code = int(self.s.max_minutes is not None and time.monotonic() - started >= self.s.max_minutes * 60)
-        if self.world > 1:
+        out_of_time = self.s.max_minutes is not None and time.monotonic() - started >= self.s.max_minutes * 60
+        code = 2 if self._stop_signal is not None else int(out_of_time)
+        if self.world > 1:  # one small broadcast per step
             flag = torch.tensor([code], dtype=torch.float32, device=self.device)
             dist.broadcast(flag, src=0)
             code = int(flag.item())
@@ -653,10 +651,9 @@ class Trainer:
                 if is_best or time.monotonic() - last_save >= s.checkpoint_minutes * 60:
                     self.save(best=is_best)
                     last_save = time.monotonic()
-                if s.max_minutes is not None or self.world > 1 or self._stop_signal is not None:
-                    stop = self._stop_reason(started)
-                    if stop is not None:
-                        break
+                stop = self._stop_reason(started)
+                if stop is not None:
+                    break
             self.save(best=False)
             if stop == "signal":  # no final validation: whoever stopped the run wants it to end
                 if self.rank == 0:
