@@ -15,7 +15,7 @@ import pytest
 import torch
 from PIL import Image
 
-from tcmcodec.train.data import RandomCropDataset, list_images
+from tcmcodec.train.data import RandomCropDataset, count_smaller_than, list_images
 from tcmcodec.train.loop import BEST, LATEST, TrainSettings, Trainer, TrainingError, _has_bf16_units, train
 
 from conftest import REPO, run_cli
@@ -198,6 +198,26 @@ def test_dataset_is_a_pure_function_of_seed_and_index(image_folder):
     for k in (0, 5, 17):
         assert torch.equal(a[k], b[k]) and a[k].shape == (3, 64, 64)
     assert not torch.equal(a[0], RandomCropDataset(paths, 64, seed=2)[0])
+
+
+def test_images_smaller_than_the_patch_are_counted_and_reported_once_at_the_start(image_folder, tmp_path, capsys):
+    # eight images, 70 x 48 and 120 wide by 104 ... 152 high, and a broken file: 9 paths
+    paths = list_images(image_folder)
+    assert count_smaller_than(paths, 64) == (1, 8)
+    assert count_smaller_than(paths, 113) == (3, 8)  # 48, 104 and 112 pixels high
+    assert count_smaller_than(paths, 40) == (0, 8)
+    # at most three checked, spread over the list: paths 0, 3, 6 (a/img1 104 high, a/img7, b/img2 112)
+    assert [p.name for p in paths[::3]] == ["img1.png", "img7.png", "img2.png"]
+    assert count_smaller_than(paths, 113, limit=3) == (2, 3)
+    Trainer(_settings(image_folder, tmp_path / "run", steps=1)).run()
+    err = capsys.readouterr().err
+    assert "1 of 8 training images checked have a side under --patch 64" in err
+    large = tmp_path / "large"
+    large.mkdir()
+    for i in range(2):
+        Image.fromarray(np.full((64, 80, 3), 40 * i, dtype=np.uint8)).save(large / f"{i}.png")
+    Trainer(_settings(large, tmp_path / "run-large", steps=1)).run()
+    assert "upscaled" not in capsys.readouterr().err
 
 
 @pytest.mark.filterwarnings("error:The given NumPy array is not writable")

@@ -37,6 +37,27 @@ def split_holdout(paths: Sequence[Path], count: int) -> tuple[list[Path], list[P
     return [p for p in paths if p not in held], [p for p in paths if p in held]
 
 
+#: how many training images :func:`count_smaller_than` reads the size of (headers only)
+SIZE_CHECK_LIMIT = 2000
+
+
+def count_smaller_than(paths: Sequence[Path], side: int, limit: int = SIZE_CHECK_LIMIT) -> tuple[int, int]:
+    """``(smaller, checked)``: of at most ``limit`` of ``paths`` (spread evenly over the
+    list), how many have a side shorter than ``side`` pixels, and how many were readable.
+    Such images are upscaled for their crops (:class:`RandomCropDataset`). Reads headers only."""
+    stride = max(1, -(-len(paths) // limit))
+    smaller = checked = 0
+    for path in paths[::stride]:
+        try:
+            with Image.open(path) as img:
+                width, height = img.size
+        except (OSError, ValueError, Image.DecompressionBombError):
+            continue
+        checked += 1
+        smaller += min(width, height) < side
+    return smaller, checked
+
+
 def _load_rgb(path: Path) -> np.ndarray:
     with Image.open(path) as img:
         img.draft("RGB", (img.width, img.height))

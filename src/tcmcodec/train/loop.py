@@ -38,7 +38,8 @@ from tcmcodec.config import TCMConfig, get_preset
 from tcmcodec.errors import TcmError
 from tcmcodec.layers.gain import resample_log_gains
 from tcmcodec.model import TCM
-from tcmcodec.train.data import RandomCropDataset, StepSampler, list_images, load_validation, split_holdout
+from tcmcodec.train.data import (RandomCropDataset, StepSampler, count_smaller_than, list_images, load_validation,
+                                  split_holdout)
 from tcmcodec.train.ema import WeightAverage
 from tcmcodec.train.losses import LevelBalancer, Metric, rate_distortion_loss
 
@@ -432,6 +433,15 @@ class Trainer:
             group["lr"] = self.s.lr * self.s.gamma**passed
 
     # -------------------------------------------------------------- steps
+    def _report_upscaled_images(self) -> None:
+        """One line on stderr when training images are smaller than the patch: their crops
+        are upscaled (bicubic), which softens them, so the user can pick a smaller patch."""
+        smaller, checked = count_smaller_than(self.train_paths, self.s.patch)
+        if smaller:
+            print(f"tcm train: {smaller} of {checked} training images checked have a side under --patch "
+                  f"{self.s.patch}; their crops are upscaled (bicubic), softer than the photos. "
+                  "A smaller --patch keeps more of them at their own size", file=sys.stderr)
+
     def _lambdas(self, levels: torch.Tensor) -> torch.Tensor:
         table = torch.tensor(self.config.rate_lambdas, device=self.device)
         return table[levels]
@@ -600,6 +610,8 @@ class Trainer:
 
     def run(self) -> dict[str, float]:
         s = self.s
+        if self.rank == 0:
+            self._report_upscaled_images()
         dataset = RandomCropDataset(self.train_paths, s.patch, seed=s.seed)
         sampler = StepSampler(self.step, self.total_steps, s.batch_size, self.rank, self.world)
         loader = DataLoader(dataset, batch_size=s.batch_size, sampler=sampler, num_workers=s.workers,
