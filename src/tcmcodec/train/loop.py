@@ -433,15 +433,6 @@ class Trainer:
             group["lr"] = self.s.lr * self.s.gamma**passed
 
     # -------------------------------------------------------------- steps
-    def _report_upscaled_images(self) -> None:
-        """One line on stderr when training images are smaller than the patch: their crops
-        are upscaled (bicubic), which softens them, so the user can pick a smaller patch."""
-        smaller, checked = count_smaller_than(self.train_paths, self.s.patch)
-        if smaller:
-            print(f"tcm train: {smaller} of {checked} training images checked have a side under --patch "
-                  f"{self.s.patch}; their crops are upscaled (bicubic), softer than the photos. "
-                  "A smaller --patch keeps more of them at their own size", file=sys.stderr)
-
     def _lambdas(self, levels: torch.Tensor) -> torch.Tensor:
         table = torch.tensor(self.config.rate_lambdas, device=self.device)
         return table[levels]
@@ -607,6 +598,15 @@ class Trainer:
     def _restore_signals(kept: dict[int, Any]) -> None:
         for signum, handler in kept.items():
             signal.signal(signum, handler)
+
+    def _report_upscaled_images(self) -> None:
+        """One line on stderr when training images are smaller than the patch: their crops
+        are upscaled (bicubic), which softens them, so the user can pick a smaller patch."""
+        smaller, checked = count_smaller_than(self.train_paths, self.s.patch)
+        if smaller:
+            print(f"tcm train: {smaller} of {checked} training images checked have a side under --patch "
+                  f"{self.s.patch}; their crops are upscaled (bicubic), softer than the photos. "
+                  "A smaller --patch keeps more of them at their own size", file=sys.stderr)
 
     def run(self) -> dict[str, float]:
         s = self.s
