@@ -12,7 +12,6 @@ output) over the images at every rate level, and the BD-rate against plain round
 from __future__ import annotations
 
 import argparse
-import math
 from pathlib import Path
 
 import torch
@@ -21,6 +20,7 @@ from torch import Tensor
 from tcmcodec.codec import load_model
 from tcmcodec.evaluate.bdrate import bd_rate
 from tcmcodec.image_io import crop_tensor, load_image, pad_amounts, pad_tensor, to_tensor
+from tcmcodec.train.losses import psnr_from_mse
 
 PLAIN_ROUNDING = 0.5
 
@@ -71,7 +71,7 @@ def main(argv: list[str] | None = None) -> int:
                     x_hat = crop_tensor(model.synthesis(model._slice_loop(means, scales, quantize), float(level)), pad)
                     x_hat = torch.round(x_hat.clamp(0, 1) * 255) / 255
                     totals[theta][level][0] += sum(bits) / pixels
-                    totals[theta][level][1] += -10 * math.log10(float((x_hat - x).square().mean()))
+                    totals[theta][level][1] += psnr_from_mse(float((x_hat - x).square().mean()))
     count = len(images)
     curves = {t: [(b / count, q / count) for b, q in rows] for t, rows in totals.items()}
     plain = curves[PLAIN_ROUNDING]
