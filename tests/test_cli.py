@@ -156,7 +156,8 @@ def test_models_text_names_the_default_and_every_preset(capsys):
     out = capsys.readouterr().out
     assert re.search(r"^\* tcm-cpu-mse", out, re.M), out
     for name in PRESETS:  # every preset, with its rates
-        assert re.search(rf"^  {name} .*(fixed rate|\d rates)$", out, re.M), out
+        assert re.search(rf"^  {name} .*(fixed rate|\d rates)( +\(g_a N=\d+\))?$", out, re.M), out
+    assert re.search(r"^  tcm-cpu-wide-ax2 +N=32 .* \(g_a N=64\)$", out, re.M), out
 
 
 # --------------------------------------------------------------------------- user errors

@@ -85,3 +85,50 @@ def test_widening_fp16_weights_gives_float32_and_leaves_the_narrow_model_alone()
     wide = widen_model(narrow)
     assert {p.dtype for p in wide.parameters()} == {torch.float32}
     assert {p.dtype for p in narrow.parameters()} == {torch.float16}
+
+
+def test_analysis_only_widening_keeps_outputs_and_leaves_the_decoder_untouched():
+    narrow = _trained_like()
+    wide = widen_model(narrow, noise=0.1, analysis_only=True).eval()
+    assert (wide.config.N, wide.config.analysis_half_width) == (narrow.config.N, 2 * narrow.config.N)
+    assert wide.g_a[0].conv1.weight.shape[0] == 2 * narrow.g_a[0].conv1.weight.shape[0]
+    wide_params = dict(wide.named_parameters())
+    for key, value in narrow.named_parameters():
+        if not key.startswith("g_a."):
+            assert torch.equal(wide_params[key], value), key
+    x = torch.rand(1, 3, 128, 192, generator=torch.Generator().manual_seed(0))
+    with torch.no_grad():
+        for level in (0.0, 1.5):
+            expected, got = narrow(x, level), wide(x, level)
+            torch.testing.assert_close(got["x_hat"], expected["x_hat"], atol=2e-5, rtol=0)
+
+
+def test_analysis_only_widening_twice_and_then_everywhere_are_allowed():
+    narrow = make_model("tcm-tiny-vr")
+    once = widened_config(narrow.config, analysis_only=True)
+    twice = widened_config(once, analysis_only=True)
+    assert twice.analysis_half_width == 4 * narrow.config.N and twice.N == narrow.config.N
+    everywhere = widened_config(once)
+    assert (everywhere.N, everywhere.analysis_half_width) == (2 * narrow.config.N, 4 * narrow.config.N)
+    with pytest.raises(WideningError, match="differs in analysis_N"):
+        widen_model(narrow, once.replace(analysis_N=4 * narrow.config.N))
+
+
+def test_analysis_width_must_fit_its_heads():
+    with pytest.raises(ValueError, match="analysis_N / analysis_head_dims"):
+        get_preset("tcm-tiny-vr").replace(analysis_N=12)
+
+
+def test_wide_encoder_preset_is_the_bundled_preset_widened_in_g_a():
+    assert widened_config(PRESETS["tcm-cpu-wide"], "tcm-cpu-wide-ax2", analysis_only=True) == PRESETS["tcm-cpu-wide-ax2"]
+
+
+def test_cli_widen_analysis_only_writes_a_model_with_the_same_decoder(tmp_path, tiny_vr_checkpoint, capsys):
+    out = tmp_path / "wide-encoder.pt"
+    assert run_cli("widen", tiny_vr_checkpoint, out, "--analysis-only") == 0
+    assert "g_a N=16" in capsys.readouterr().out
+    wide, narrow = load_checkpoint(out), load_checkpoint(tiny_vr_checkpoint)
+    assert wide.config.name == "tcm-tiny-vr-ax2" and wide.config.N == narrow.config.N
+    y = torch.rand(1, narrow.config.M, 4, 4, generator=torch.Generator().manual_seed(4))
+    with torch.no_grad():
+        torch.testing.assert_close(wide.g_s(y), narrow.g_s(y), atol=0, rtol=0)

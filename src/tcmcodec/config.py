@@ -44,6 +44,11 @@ class TCMConfig:
         lrp_scale: amplitude of the latent residual prediction, ``lrp_scale * tanh(r)``.
         scale_min, scale_max, scale_levels: the Gaussian scale table (CompressAI's default).
         mlp_ratio: width of the transformer MLP relative to its input.
+        analysis_N: N of the analysis transform g_a alone (None: N). A wider g_a is a better
+            encoder at the cost of encoding time only: the decoder, its speed and the bitstream
+            syntax stay those of N (``tcm widen --analysis-only`` makes one from trained
+            weights). The paper's models use N throughout.
+        analysis_head_dims: head sizes of g_a's three stages (None: ``main_head_dims``).
         rate_lambdas: empty for a fixed-rate model (the paper's). Otherwise the model is
             variable-rate with gain units (Cui et al., "Asymmetric Gained Deep Image
             Compression with Continuous Rate Adaptation", CVPR 2021): one learned gain
@@ -73,6 +78,8 @@ class TCMConfig:
     scale_levels: int = 64
     mlp_ratio: int = 4
     rate_lambdas: tuple[float, ...] = ()
+    analysis_N: int | None = None
+    analysis_head_dims: tuple[int, int, int] | None = None
 
     def __post_init__(self) -> None:
         positive = {
@@ -97,6 +104,14 @@ class TCMConfig:
         for head_dim in self.main_head_dims:
             if self.N % head_dim:
                 raise ValueError(f"TCMConfig.N={self.N} is not divisible by head size {head_dim}")
+        if self.analysis_N is not None and (not isinstance(self.analysis_N, int) or self.analysis_N < 1):
+            raise ValueError(f"TCMConfig.analysis_N must be a positive integer or None, got {self.analysis_N!r}")
+        if self.analysis_head_dims is not None and len(self.analysis_head_dims) != 3:
+            raise ValueError(f"TCMConfig.analysis_head_dims needs 3 entries, got {self.analysis_head_dims}")
+        for head_dim in self.analysis_heads:
+            if self.analysis_half_width % head_dim:
+                raise ValueError(f"TCMConfig: g_a's N={self.analysis_half_width} is not divisible by "
+                                 f"its head size {head_dim} (analysis_N / analysis_head_dims)")
         if self.N % self.hyper_head_dim:
             raise ValueError(
                 f"TCMConfig.N={self.N} is not divisible by hyper_head_dim={self.hyper_head_dim}"
@@ -127,6 +142,21 @@ class TCMConfig:
     def width(self) -> int:
         """C = 2N, the channel width of the main and hyper transforms."""
         return 2 * self.N
+
+    @property
+    def analysis_half_width(self) -> int:
+        """N of g_a: ``analysis_N``, or N."""
+        return self.N if self.analysis_N is None else self.analysis_N
+
+    @property
+    def analysis_width(self) -> int:
+        """C_a = 2 N_a, the channel width of the analysis transform g_a (C unless widened)."""
+        return 2 * self.analysis_half_width
+
+    @property
+    def analysis_heads(self) -> tuple[int, int, int]:
+        """Head sizes of g_a's three stages: ``analysis_head_dims``, or ``main_head_dims``."""
+        return self.main_head_dims if self.analysis_head_dims is None else self.analysis_head_dims
 
     @property
     def slice_channels(self) -> int:
@@ -175,8 +205,8 @@ class TCMConfig:
         if unknown:
             raise ValueError(f"unknown TCMConfig fields: {sorted(unknown)}")
         kwargs = dict(data)
-        for key in ("main_head_dims", "context_widths", "rate_lambdas"):
-            if key in kwargs:
+        for key in ("main_head_dims", "context_widths", "rate_lambdas", "analysis_head_dims"):
+            if kwargs.get(key) is not None:
                 kwargs[key] = tuple(kwargs[key])
         return cls(**kwargs)
 
@@ -208,6 +238,16 @@ PRESETS: dict[str, TCMConfig] = {
         name="tcm-cpu-wide", N=32, M=160, hyper_channels=64, main_head_dims=(16, 16, 16),
         hyper_head_dim=16, swatten_width=32, swatten_head_dim=8, context_widths=(64, 48),
         rate_lambdas=(0.0004, 0.001, 0.0025, 0.005, 0.01, 0.02, 0.04, 0.08),
+    ),
+    # tcm-cpu-wide with a twice as wide analysis transform g_a (C_a = 128): a better encoder
+    # for the same decoder (same decoding cost). Made from trained tcm-cpu-wide weights by
+    # `tcm widen --analysis-only` (session 16 experiment: does encoder width close part of
+    # the gap that encoder-side refinement shows?).
+    "tcm-cpu-wide-ax2": TCMConfig(
+        name="tcm-cpu-wide-ax2", N=32, M=160, hyper_channels=64, main_head_dims=(16, 16, 16),
+        hyper_head_dim=16, swatten_width=32, swatten_head_dim=8, context_widths=(64, 48),
+        rate_lambdas=(0.0004, 0.001, 0.0025, 0.005, 0.01, 0.02, 0.04, 0.08),
+        analysis_N=64, analysis_head_dims=(32, 32, 32),
     ),
     # minimal widths, same architecture: for fast tests
     "tcm-tiny": TCMConfig(

@@ -137,11 +137,12 @@ class TCM(CompressionModel):
         hyper = dict(depth=cfg.hyper_depth, head_dim=cfg.hyper_head_dim, window=cfg.hyper_window,
                      mlp_ratio=cfg.mlp_ratio)
 
+        Na, Ca, hda = cfg.analysis_half_width, cfg.analysis_width, cfg.analysis_heads
         self.g_a = nn.Sequential(
-            ResidualBlockWithStride(3, C, stride=2), *tcm_stage(N, head_dim=hd[0], **main),
-            ResidualBlockWithStride(C, C, stride=2), *tcm_stage(N, head_dim=hd[1], **main),
-            ResidualBlockWithStride(C, C, stride=2), *tcm_stage(N, head_dim=hd[2], **main),
-            conv3x3(C, M, stride=2),
+            ResidualBlockWithStride(3, Ca, stride=2), *tcm_stage(Na, head_dim=hda[0], **main),
+            ResidualBlockWithStride(Ca, Ca, stride=2), *tcm_stage(Na, head_dim=hda[1], **main),
+            ResidualBlockWithStride(Ca, Ca, stride=2), *tcm_stage(Na, head_dim=hda[2], **main),
+            conv3x3(Ca, M, stride=2),
         )
         self.g_s = nn.Sequential(
             ResidualBlockUpsample(M, C, 2), *tcm_stage(N, head_dim=hd[2], **main),

@@ -4,7 +4,9 @@
 A model whose transforms are too narrow (the "transform ceiling" of the model card) can be
 continued as a wider model instead of being trained again from scratch: every channel of
 width C = 2N (g_a, g_s, h_a, h_mean_s, h_scale_s) is duplicated, so the wide network
-computes what the narrow one computed and training goes on from there.
+computes what the narrow one computed and training goes on from there. Widening g_a alone
+(``analysis_only``) gives a better encoder for the same decoder: decoding cost, the
+decoder's weights and the bitstream syntax stay as they were.
 
 How each layer keeps the function, with channel j of the wide map a copy of channel
 ``j // 2`` of the narrow one (copies adjacent, so every split of a TCM block into its CNN and
@@ -47,25 +49,40 @@ class WideningError(TcmError, ValueError):
     """The wide configuration is not a doubled copy of the narrow one."""
 
 
-def widened_config(narrow: TCMConfig, name: str | None = None) -> TCMConfig:
-    """``narrow`` with N and every transform head size doubled (heads per layer unchanged)."""
+def widened_config(narrow: TCMConfig, name: str | None = None, *, analysis_only: bool = False) -> TCMConfig:
+    """``narrow`` with N and every transform head size doubled (heads per layer unchanged).
+
+    ``analysis_only``: only g_a's (``analysis_N``, ``analysis_head_dims``), so the decoder
+    and its cost stay as they are and only the encoder grows.
+    """
+    if analysis_only:
+        return narrow.replace(
+            name=name or f"{narrow.name}-ax{FACTOR}", analysis_N=FACTOR * narrow.analysis_half_width,
+            analysis_head_dims=tuple(FACTOR * d for d in narrow.analysis_heads),
+        )
     return narrow.replace(
         name=name or f"{narrow.name}-x{FACTOR}", N=FACTOR * narrow.N,
         main_head_dims=tuple(FACTOR * d for d in narrow.main_head_dims),
         hyper_head_dim=FACTOR * narrow.hyper_head_dim,
+        analysis_N=None if narrow.analysis_N is None else FACTOR * narrow.analysis_N,
+        analysis_head_dims=None if narrow.analysis_head_dims is None
+        else tuple(FACTOR * d for d in narrow.analysis_head_dims),
     )
 
 
 def check_widenable(narrow: TCMConfig, wide: TCMConfig) -> None:
-    """Raise :class:`WideningError` unless ``wide`` is ``narrow`` with N and head sizes doubled."""
-    expected = widened_config(narrow, wide.name)
-    if expected != wide:
-        diff = [f.name for f in narrow.__dataclass_fields__.values()
-                if getattr(expected, f.name) != getattr(wide, f.name)]
-        raise WideningError(
-            f"cannot widen {narrow.name} into {wide.name}: it must equal the narrow config with "
-            f"N and the head sizes doubled (differs in {', '.join(diff)})"
-        )
+    """Raise :class:`WideningError` unless ``wide`` is ``narrow`` with N and head sizes
+    doubled, everywhere or in g_a only."""
+    candidates = [widened_config(narrow, wide.name, analysis_only=only) for only in (False, True)]
+    if wide in candidates:
+        return
+    expected = candidates[wide.N == narrow.N]
+    diff = [f.name for f in narrow.__dataclass_fields__.values()
+            if getattr(expected, f.name) != getattr(wide, f.name)]
+    raise WideningError(
+        f"cannot widen {narrow.name} into {wide.name}: it must equal the narrow config with "
+        f"N and the head sizes doubled, everywhere or in g_a only (differs in {', '.join(diff)})"
+    )
 
 
 def _index_map(narrow_size: int, wide_size: int, block: int = 1) -> Tensor:
@@ -109,6 +126,10 @@ def _widen_affine(wide: nn.Module, narrow: nn.Module, out_block: int, noise: flo
 
 
 def _widen_gdn(wide: GDN, narrow: GDN) -> None:
+    if wide.beta.shape == narrow.beta.shape:  # not widened (g_s under analysis_only): a copy
+        wide.beta.data.copy_(narrow.beta.detach().float())
+        wide.gamma.data.copy_(narrow.gamma.detach().float())
+        return
     index = _index_map(narrow.beta.shape[0], wide.beta.shape[0])
     beta = narrow.beta_reparam(narrow.beta.detach().float())[index]
     gamma = narrow.gamma_reparam(narrow.gamma.detach().float())[index][:, index]
@@ -132,19 +153,20 @@ def _pixel_shuffle_blocks(model: nn.Module) -> dict[str, int]:
 
 @torch.no_grad()
 def widen_model(narrow: TCM, config: TCMConfig | None = None, *, noise: float = 0.05,
-                seed: int = 0) -> TCM:
+                seed: int = 0, analysis_only: bool = False) -> TCM:
     """A TCM of ``config`` (default :func:`widened_config`) computing what ``narrow`` computes.
 
     Args:
         narrow: the trained model (float32 or not; the result is float32).
         config: the wide configuration; must be ``narrow.config`` with N and the head sizes
-            doubled.
+            doubled, everywhere or in g_a only (``analysis_N``, ``analysis_head_dims``).
         noise: standard deviation of the symmetry-breaking perturbation of each duplicated
             weight pair, relative to the layer's weight spread (0: exact copies, which
             would stay copies under training).
         seed: seed of that perturbation.
+        analysis_only: without ``config``, widen g_a alone (the decoder is copied as it is).
     """
-    wide_config = config or widened_config(narrow.config)
+    wide_config = config or widened_config(narrow.config, analysis_only=analysis_only)
     check_widenable(narrow.config, wide_config)
     wide = TCM(wide_config)
     generator = torch.Generator().manual_seed(seed)

@@ -27,7 +27,9 @@ def run(args: argparse.Namespace) -> int:
               f"(default {e['default_quality']}){state}")
         print(f"    {e['description']}")
     print("Presets for --checkpoint / tcm train (tcm-s/m/l: the authors' sizes):")
+    column = max(map(len, PRESETS))
     for name, config in PRESETS.items():
         rates = f"{config.rate_levels} rates" if config.variable_rate else "fixed rate"
-        print(f"  {name:<14} N={config.N:<4} M={config.M:<4} {rates}")
+        encoder = f"  (g_a N={config.analysis_half_width})" if config.analysis_half_width != config.N else ""
+        print(f"  {name:<{column}} N={config.N:<4} M={config.M:<4} {rates}{encoder}")
     return 0
