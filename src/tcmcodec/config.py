@@ -44,7 +44,7 @@ class TCMConfig:
         lrp_scale: amplitude of the latent residual prediction, ``lrp_scale * tanh(r)``.
         scale_min, scale_max, scale_levels: the Gaussian scale table (CompressAI's default).
         mlp_ratio: width of the transformer MLP relative to its input.
-        analysis_N: N of the analysis transform g_a alone (None: N). A wider g_a is a better
+        analysis_N: N of the analysis transform g_a alone (None: N). A wider g_a can be a better
             encoder at the cost of encoding time only: the decoder, its speed and the bitstream
             syntax stay those of N (``tcm widen --analysis-only`` makes one from trained
             weights). The paper's models use N throughout.
@@ -241,8 +241,9 @@ PRESETS: dict[str, TCMConfig] = {
     ),
     # tcm-cpu-wide with a twice as wide analysis transform g_a (C_a = 128): a better encoder
     # for the same decoder (same decoding cost). Made from trained tcm-cpu-wide weights by
-    # `tcm widen --analysis-only` (session 16 experiment: does encoder width close part of
-    # the gap that encoder-side refinement shows?).
+    # `tcm widen --analysis-only`. Session 16 tested it against the bundled line on the same
+    # batches: slightly behind per step (−4.1% against −4.3% validation BD-rate at 750 steps)
+    # at half the steps per CPU-hour, so not used; kept for a GPU (model card).
     "tcm-cpu-wide-ax2": TCMConfig(
         name="tcm-cpu-wide-ax2", N=32, M=160, hyper_channels=64, main_head_dims=(16, 16, 16),
         hyper_head_dim=16, swatten_width=32, swatten_head_dim=8, context_widths=(64, 48),
