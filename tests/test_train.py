@@ -380,8 +380,14 @@ def test_a_time_limit_stops_after_a_checkpoint_and_the_run_resumes_from_it(image
 
 
 @pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGINT], ids=["SIGTERM", "SIGINT"])
-def test_a_stop_signal_ends_the_run_after_the_step_with_a_checkpoint(image_folder, tmp_path, monkeypatch, signum):
+def test_a_stop_signal_ends_the_run_after_the_step_with_a_checkpoint(image_folder, tmp_path, monkeypatch, signum,
+                                                                     request):
     out = tmp_path / "run"
+    if signal.getsignal(signum) is signal.SIG_IGN:
+        # a background job (nohup, `&`) starts with SIGINT ignored, which training respects
+        # (it leaves ignored signals alone); here the signal must arrive
+        signal.signal(signum, signal.default_int_handler)
+        request.addfinalizer(lambda: signal.signal(signum, signal.SIG_IGN))
     kept = signal.getsignal(signum)
     real_step = Trainer.train_step
 
