@@ -5,8 +5,8 @@ A model whose transforms are too narrow (the "transform ceiling" of the model ca
 continued as a wider model instead of being trained again from scratch: every channel of
 width C = 2N (g_a, g_s, h_a, h_mean_s, h_scale_s) is duplicated, so the wide network
 computes what the narrow one computed and training goes on from there. Widening g_a alone
-(``analysis_only``) gives a better encoder for the same decoder: decoding cost, the
-decoder's weights and the bitstream syntax stay as they were.
+(``analysis_only``) is meant to give a better encoder for the same decoder: decoding cost,
+the decoder's weights and the bitstream syntax stay as they were.
 
 How each layer keeps the function, with channel j of the wide map a copy of channel
 ``j // 2`` of the narrow one (copies adjacent, so every split of a TCM block into its CNN and
@@ -49,6 +49,10 @@ class WideningError(TcmError, ValueError):
     """The wide configuration is not a doubled copy of the narrow one."""
 
 
+def _doubled(head_dims: tuple[int, ...]) -> tuple[int, ...]:
+    return tuple(FACTOR * d for d in head_dims)
+
+
 def widened_config(narrow: TCMConfig, name: str | None = None, *, analysis_only: bool = False) -> TCMConfig:
     """``narrow`` with N and every transform head size doubled (heads per layer unchanged).
 
@@ -56,17 +60,15 @@ def widened_config(narrow: TCMConfig, name: str | None = None, *, analysis_only:
     and its cost stay as they are and only the encoder grows.
     """
     if analysis_only:
-        return narrow.replace(
-            name=name or f"{narrow.name}-ax{FACTOR}", analysis_N=FACTOR * narrow.analysis_half_width,
-            analysis_head_dims=tuple(FACTOR * d for d in narrow.analysis_heads),
-        )
+        return narrow.replace(name=name or f"{narrow.name}-ax{FACTOR}",
+                              analysis_N=FACTOR * narrow.analysis_half_width,
+                              analysis_head_dims=_doubled(narrow.analysis_heads))
     return narrow.replace(
         name=name or f"{narrow.name}-x{FACTOR}", N=FACTOR * narrow.N,
-        main_head_dims=tuple(FACTOR * d for d in narrow.main_head_dims),
-        hyper_head_dim=FACTOR * narrow.hyper_head_dim,
-        analysis_N=None if narrow.analysis_N is None else FACTOR * narrow.analysis_N,
-        analysis_head_dims=None if narrow.analysis_head_dims is None
-        else tuple(FACTOR * d for d in narrow.analysis_head_dims),
+        main_head_dims=_doubled(narrow.main_head_dims), hyper_head_dim=FACTOR * narrow.hyper_head_dim,
+        # a separately sized g_a stays separate, doubled with the rest
+        analysis_N=narrow.analysis_N and FACTOR * narrow.analysis_N,
+        analysis_head_dims=narrow.analysis_head_dims and _doubled(narrow.analysis_head_dims),
     )
 
 
