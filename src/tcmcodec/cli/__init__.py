@@ -27,6 +27,9 @@ COMMANDS: dict[str, str] = {
     "compare": "tcmcodec.cli.compare",
     "demo": "tcmcodec.cli.demo",
 }
+#: sub-commands that run without torch and CompressAI (the others import CompressAI first,
+#: the fast way: :mod:`tcmcodec.cli._startup`)
+LIGHT_COMMANDS = frozenset({"info", "models"})
 
 
 class _ArgumentParser(argparse.ArgumentParser):
@@ -69,6 +72,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     if getattr(args, "_run", None) is None:
         parser.print_help()
         return 1
+    if args.command not in LIGHT_COMMANDS:
+        from tcmcodec.cli._startup import import_compressai
+
+        import_compressai()
     try:
         return int(args._run(args) or 0)
     except TcmError as exc:
