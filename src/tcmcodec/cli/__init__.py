@@ -72,11 +72,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     if getattr(args, "_run", None) is None:
         parser.print_help()
         return 1
-    if args.command not in LIGHT_COMMANDS:
-        from tcmcodec.cli._startup import import_compressai
-
-        import_compressai()
     try:
+        if args.command not in LIGHT_COMMANDS:
+            from tcmcodec.cli._startup import import_compressai
+
+            import_compressai()  # inside the try: Ctrl-C while importing is "interrupted"
         return int(args._run(args) or 0)
     except TcmError as exc:
         print(f"tcm {args.command}: error: {exc}", file=sys.stderr)
