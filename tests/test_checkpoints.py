@@ -149,7 +149,17 @@ def test_export_refuses_to_average_different_models_in_one_line(tmp_path, capsys
     assert run_cli("export", *paths, tmp_path / "soup.pt") == 1
     err = capsys.readouterr().err.strip()
     assert err.count("\n") == 0 and "cannot average tcm-tiny with tcm-tiny-vr" in err
+    assert "rate_lambdas" in err  # names what differs
     assert not (tmp_path / "soup.pt").exists()
+
+
+def test_export_averages_weights_whose_scale_tables_differ(tmp_path):
+    path, _ = export_weights(make_model("tcm-tiny-vr", seed=3), tmp_path / "w.pt")
+    assert run_cli("export", path, tmp_path / "fine.pt", "--scale-levels", "256") == 0
+    # the scale table is not learned: the first file's is kept, the weights are the mean
+    assert run_cli("export", tmp_path / "fine.pt", path, tmp_path / "soup.pt") == 0
+    soup, fine = load_checkpoint(tmp_path / "soup.pt"), load_checkpoint(tmp_path / "fine.pt")
+    assert soup.config.scale_levels == 256 and soup.weights_hash == fine.weights_hash
 
 
 def test_a_finer_scale_table_changes_the_bits_not_the_picture_and_is_part_of_the_identity(tmp_path):

@@ -11,6 +11,7 @@ old and new checkpoints code identically.
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import io
 import os
@@ -231,12 +232,18 @@ def load_checkpoint(path: str | os.PathLike) -> TCM:
     return model_from_state_dict(state, config)
 
 
+#: config fields that only shape the Gaussian scale table, which every load rebuilds
+SCALE_TABLE_FIELDS = ("scale_min", "scale_max", "scale_levels")
+
+
 def average_models(models: list[TCM], config: TCMConfig | None = None) -> TCM:
     """One model whose learned weights are the uniform mean of ``models``' (a "model soup",
     Wortsman et al., ICML 2022): for runs branched from one checkpoint, e.g. the same
     fine-tuning on different crops, the mean is often better than each of them.
 
-    All models must have the same config. Integer buffers come from the first model; the
+    All models must have the same config, except for the Gaussian scale table
+    (:data:`SCALE_TABLE_FIELDS`: not learned, so e.g. the bundled weights, exported with 256
+    entries, average with a training run's). Integer buffers come from the first model; the
     architecture constants and CDF tables are rebuilt as on any load, for ``config`` when
     given (e.g. another scale table), else the models' own. Returns a new model (eval mode)
     with its ``weights_hash`` set.
@@ -245,9 +252,11 @@ def average_models(models: list[TCM], config: TCMConfig | None = None) -> TCM:
         raise ValueError("average_models needs at least one model")
     first = models[0]
     for other in models[1:]:
-        if other.config != first.config:
-            raise TcmError(f"cannot average {first.config.name} with {other.config.name} weights: "
-                           "give checkpoints of one model")
+        differ = [f.name for f in dataclasses.fields(first.config) if f.name not in SCALE_TABLE_FIELDS
+                  and getattr(first.config, f.name) != getattr(other.config, f.name)]
+        if differ:
+            raise TcmError(f"cannot average {first.config.name} with {other.config.name} weights (they "
+                           f"differ in {', '.join(differ)}): give checkpoints of one model")
     states = [m.state_dict() for m in models]
     mean = {
         key: torch.stack([s[key].float() for s in states]).mean(dim=0) if value.is_floating_point() else value
