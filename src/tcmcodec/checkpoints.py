@@ -24,7 +24,7 @@ from compressai.models.base import get_scale_table
 from compressai.models.utils import remap_old_keys
 from torch import Tensor
 
-from tcmcodec.config import PRESETS, TCMConfig
+from tcmcodec.config import PRESETS, SCALE_TABLE_FIELDS, TCMConfig
 from tcmcodec.errors import ModelNotFoundError, TcmError
 from tcmcodec.model import TCM
 
@@ -232,17 +232,13 @@ def load_checkpoint(path: str | os.PathLike) -> TCM:
     return model_from_state_dict(state, config)
 
 
-#: config fields that only shape the Gaussian scale table, which every load rebuilds
-SCALE_TABLE_FIELDS = ("scale_min", "scale_max", "scale_levels")
-
-
 def average_models(models: list[TCM], config: TCMConfig | None = None) -> TCM:
     """One model whose learned weights are the uniform mean of ``models``' (a "model soup",
     Wortsman et al., ICML 2022): for runs branched from one checkpoint, e.g. the same
     fine-tuning on different crops, the mean is often better than each of them.
 
     All models must have the same config, except for the Gaussian scale table
-    (:data:`SCALE_TABLE_FIELDS`: not learned, so e.g. the bundled weights, exported with 256
+    (:data:`tcmcodec.config.SCALE_TABLE_FIELDS`: not learned, so e.g. the bundled weights, exported with 256
     entries, average with a training run's). Integer buffers come from the first model; the
     architecture constants and CDF tables are rebuilt as on any load, for ``config`` when
     given (e.g. another scale table), else the models' own. Returns a new model (eval mode)

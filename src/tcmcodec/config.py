@@ -214,6 +214,11 @@ class TCMConfig:
         return dataclasses.replace(self, **changes)
 
 
+#: the fields that only shape the Gaussian scale table (not learned: every load rebuilds it),
+#: so weights that differ in them alone are the same network (``tcm export`` averages them)
+SCALE_TABLE_FIELDS = ("scale_min", "scale_max", "scale_levels")
+
+
 PRESETS: dict[str, TCMConfig] = {
     # the authors' three models (45.18 M / 59.13 M / 76.57 M parameters)
     "tcm-s": TCMConfig(name="tcm-s", N=64),

@@ -105,11 +105,13 @@ def import_compressai() -> bool:
     sys.meta_path.insert(0, finder)
     try:
         import compressai  # noqa: F401
-    except Exception:  # a CompressAI that needs more than placeholders: import it as usual
-        sys.meta_path.remove(finder)
-        _forget({"compressai"} | {name.split(".")[0] for name in PLACEHOLDERS})
-        import compressai  # noqa: F401,F811
 
-        return False
-    sys.meta_path.remove(finder)
-    return True
+        return True
+    except Exception:  # a CompressAI that needs more than placeholders: import it as usual
+        pass
+    finally:
+        sys.meta_path.remove(finder)
+    _forget({"compressai"} | {name.split(".")[0] for name in PLACEHOLDERS})
+    import compressai  # noqa: F401,F811
+
+    return False
