@@ -439,6 +439,23 @@ def test_compare_picks_qualities_near_the_target_bpp_and_writes_a_png(small_data
     assert cli_main(["compare", str(small_dataset[0]), "--model", "none", "--bpp", "1", "--crop", "0,0,999,10", "--out", str(out)]) == 1
 
 
+def test_compare_matches_a_bpp_with_any_quality_of_a_variable_rate_tcm(small_dataset):
+    from tcmcodec.evaluate.compare import match_bpp
+
+    codec = get_codec("tcm:tcm-cpu-mse")
+    assert codec.quality_bounds == (0, 100)
+    rgb = np.asarray(Image.open(small_dataset[0]).convert("RGB"))
+
+    def bpp(q: int) -> float:
+        return metrics.bpp(len(codec.encode(rgb, q)), *rgb.shape[:2])
+
+    target = (bpp(40) + bpp(60)) / 2
+    match = match_bpp(codec, rgb, target)
+    assert 40 <= match.quality <= 60 and match.bpp == bpp(match.quality)
+    # no neighbouring quality is closer to the target
+    assert all(abs(match.bpp - target) <= abs(bpp(q) - target) for q in (match.quality - 1, match.quality + 1))
+
+
 def test_checkpoint_spec_sweeps_a_variable_rate_models_trained_levels(tiny_vr_checkpoint, tiny_checkpoint):
     from tcmcodec.zoo import level_qualities
 

@@ -6,6 +6,7 @@ Public API::
     data = tcmcodec.encode("photo.png", quality=60)     # bytes of a .tcm file
     image = tcmcodec.decode(data)                        # PIL.Image, original size and mode
     model = tcmcodec.load_model("path/to/checkpoint.pth.tar")   # the authors' or ours
+    result = tcmcodec.encode_to_target("photo.png", tcmcodec.Target(max_bytes=20_000))
 
 Importing the package registers a Pillow plugin: ``Image.open("x.tcm")`` decodes and
 ``img.save("x.tcm", quality=60)`` encodes.
@@ -28,7 +29,7 @@ from tcmcodec import pillow_plugin as _pillow_plugin  # noqa: E402,F401  (regist
 _LAZY = {
     "decode": "tcmcodec.codec", "encode": "tcmcodec.codec", "encode_image": "tcmcodec.codec",
     "load_model": "tcmcodec.codec", "PRESETS": "tcmcodec.config", "TCMConfig": "tcmcodec.config",
-    "TCM": "tcmcodec.model",
+    "TCM": "tcmcodec.model", "Target": "tcmcodec.ratecontrol", "encode_to_target": "tcmcodec.ratecontrol",
 }
 
 
@@ -43,5 +44,5 @@ def __getattr__(name: str):
 
 __all__ = [
     "FormatError", "ImageError", "ModelMismatchError", "ModelNotFoundError", "PRESETS", "TCM",
-    "TCMConfig", "TcmError", "decode", "encode", "encode_image", "load_model",
+    "TCMConfig", "Target", "TcmError", "decode", "encode", "encode_image", "encode_to_target", "load_model",
 ]

@@ -24,7 +24,7 @@ from tcmcodec.errors import FormatError, ModelMismatchError, ModelNotFoundError,
 from tcmcodec.image_io import DEFAULT_MAX_PIXELS
 from tcmcodec.model import TCM
 from tcmcodec.runtime import tune_allocator
-from tcmcodec.tiling import plan_for
+from tcmcodec.tiling import TilePlan, plan_for
 
 ModelLike = str | os.PathLike | TCM | None
 
@@ -81,7 +81,9 @@ def model_qualities(model: TCM) -> tuple[int, ...]:
     return zoo.level_qualities(model.rate_levels) if model.rate_levels else ()
 
 
-def _resolve(model: ModelLike) -> TCM:
+def resolve_model(model: ModelLike) -> TCM:
+    """A ready model from what the API accepts: a loaded :class:`TCM` (given its identity and
+    CDF tables if it lacks them), a registry name, a checkpoint path, or None (the default)."""
     if isinstance(model, TCM):
         if not hasattr(model, "weights_hash"):
             from tcmcodec.checkpoints import weights_hash
@@ -138,7 +140,7 @@ def encode_image(image: Any, model: ModelLike = None, quality: float | None = No
     decoded by the same decoder); ``refine_lambda``: its trade-off (default: the lambda the
     model was trained for at this quality; required for fixed-rate models).
     """
-    net = _resolve(model)
+    net = resolve_model(model)
     level, stored_quality = _rate(net, quality)
     if refine:
         from tcmcodec.refine import lambda_for_rate
@@ -149,33 +151,63 @@ def encode_image(image: Any, model: ModelLike = None, quality: float | None = No
                                "(the lambda it was trained for, e.g. --refine-lambda 0.013; "
                                "in tcm eval: tcm:MODEL+refine=STEPS+refine-lambda=0.013)")
             refine_lambda = lambda_for_rate(net.config.rate_lambdas, level)
+    prepared = prepare_input(image, net, max_pixels=max_pixels)
+    if refine:
+        from tcmcodec.refine import refine_latents
+
+        y, z = refine_latents(net, prepared.x, level, refine, lmbda=refine_lambda, valid=prepared.pad)
+        out = net.compress_analysis(y, z, level)
+    else:
+        with torch.inference_mode():
+            out = net.compress(prepared.x, level, prepared.tiling)
+    return pack_result(net, prepared, out, stored_quality)
+
+
+@dataclass
+class PreparedInput:
+    """An image made ready for the model: what :func:`image_io.load_image` read, the padding
+    (left, right, top, bottom) to the model's multiple, the padded tensor x (1, 3, H', W') on
+    the model's device, and the tiling plan for the transforms."""
+
+    loaded: image_io.LoadedImage
+    pad: tuple[int, int, int, int]
+    x: torch.Tensor
+    tiling: TilePlan
+
+    @property
+    def size(self) -> tuple[int, int]:
+        """(width, height) of the image itself."""
+        height, width = self.loaded.rgb.shape[:2]
+        return width, height
+
+
+def prepare_input(image: Any, net: TCM, *, max_pixels: int | None = DEFAULT_MAX_PIXELS) -> PreparedInput:
+    """Load ``image`` (path, PIL image or uint8 array) and pad it for ``net``."""
     loaded = image_io.load_image(image, max_pixels=max_pixels)
     height, width = loaded.rgb.shape[:2]
     pad = image_io.pad_amounts(height, width, net.config.pad_multiple)
     device = next(net.parameters()).device
-    tiling = plan_for(net.config.width, net.config.pad_multiple)
     tune_allocator((height + pad[2] + pad[3]) * (width + pad[0] + pad[1]))
     x = image_io.pad_tensor(image_io.to_tensor(loaded.rgb), pad).to(device)
-    if refine:
-        from tcmcodec.refine import refine_latents
+    return PreparedInput(loaded, pad, x, plan_for(net.config.width, net.config.pad_multiple))
 
-        y, z = refine_latents(net, x, level, refine, lmbda=refine_lambda, valid=pad)
-        out = net.compress_analysis(y, z, level)
-    else:
-        with torch.inference_mode():
-            out = net.compress(x, level, tiling)
+
+def pack_result(net: TCM, prepared: PreparedInput, out: dict, quality: int) -> EncodeResult:
+    """The ``.tcm`` file of what :meth:`TCM.compress` returned for ``prepared`` at ``quality``."""
     (y_string,), z_strings = out["strings"][0], out["strings"][1]
     z_h, z_w = (int(v) for v in out["shape"])
+    loaded = prepared.loaded
+    width, height = prepared.size
     stream = container.TcmStream(
         model_name=net.model_name,  # type: ignore[attr-defined]
         weights_hash=net.weights_hash,  # type: ignore[attr-defined]
-        quality=stored_quality,
-        width=width, height=height, mode=loaded.mode, pad=pad,
+        quality=quality,
+        width=width, height=height, mode=loaded.mode, pad=prepared.pad,
         latent_shapes=((z_h, z_w),),
         strings=(y_string, z_strings[0]),
         alpha=image_io.encode_alpha(loaded.alpha) if loaded.alpha is not None else None,
     )
-    return EncodeResult(container.pack(stream), width, height, loaded.mode, stored_quality, list(loaded.warnings))
+    return EncodeResult(container.pack(stream), width, height, loaded.mode, quality, list(loaded.warnings))
 
 
 def encode(image: Any, model: ModelLike = None, quality: float | None = None, *,
@@ -222,7 +254,7 @@ def _model_for(stream: container.TcmStream, model: ModelLike) -> TCM:
                 f"of weights {stream.weights_hash}"
             )
         return net
-    net = _resolve(model)
+    net = resolve_model(model)
     if net.weights_hash != stream.weights_hash:  # type: ignore[attr-defined]
         raise ModelMismatchError(
             f"this file was coded with {needed}, but the model given is "

@@ -240,11 +240,19 @@ class TCM(CompressionModel):
 
         With ``tiling`` (and an image larger than its threshold), g_a runs tile by tile.
         """
+        return self.latents(self.analysis_transform(x, tiling), rate)
+
+    def analysis_transform(self, x: Tensor, tiling: TilePlan | None = None) -> Tensor:
+        """g_a alone: the ungained y (B, M, H/16, W/16), the same at every rate, so an encoder
+        trying several rates (:mod:`tcmcodec.ratecontrol`) runs it once."""
         if tiling is not None and tiling.applies(*x.shape[-2:]):
             self._check_plan(tiling)
-            y = tiled_apply(self.g_a, x, tiling.tile, tiling.halo, 1 / LATENT_STRIDE)
-        else:
-            y = self._transform(self.g_a, x, precise_first=False)
+            return tiled_apply(self.g_a, x, tiling.tile, tiling.halo, 1 / LATENT_STRIDE)
+        return self._transform(self.g_a, x, precise_first=False)
+
+    def latents(self, y: Tensor, rate: Rate = None) -> tuple[Tensor, Tensor]:
+        """What :meth:`analysis` returns, from g_a's output y: y gained for ``rate`` and
+        z = h_a(y) gained (B, hyper, H/64, W/64)."""
         if rate is not None:
             y = self.gain_y(y, rate)
         z = self.h_a(y)
@@ -419,9 +427,10 @@ class TCM(CompressionModel):
         return self.compress_analysis(y, z, rate)
 
     @torch.no_grad()
-    def compress_analysis(self, y: Tensor, z: Tensor, rate: Rate = None) -> dict:
+    def compress_analysis(self, y: Tensor, z: Tensor, rate: Rate = None, keep_y_hat: bool = False) -> dict:
         """Code y and z as :meth:`analysis` returns them (or as an encoder refined them):
-        what :meth:`compress` returns."""
+        what :meth:`compress` returns; with ``keep_y_hat`` also ``"y_hat"``, the ŷ the decoder
+        will rebuild (B, M, h, w), whose :meth:`synthesis` is the decoded image."""
         rate = self._check_rate(rate)
         if not (torch.isfinite(y).all() and torch.isfinite(z).all()):
             # a NaN cast to an integer symbol is a huge value: the rANS coder would not return
@@ -430,8 +439,11 @@ class TCM(CompressionModel):
         z_strings = bottleneck.compress(z)
         # what decompress(z_strings) returns: round(z - median) + median (rANS is lossless)
         z_hat = bottleneck.quantize(z, "dequantize", bottleneck._get_medians())
-        _, y_strings = self.compress_latent(y, z_hat, rate)
-        return {"strings": [y_strings, z_strings], "shape": z.shape[-2:]}
+        y_hat, y_strings = self.compress_latent(y, z_hat, rate)
+        out = {"strings": [y_strings, z_strings], "shape": z.shape[-2:]}
+        if keep_y_hat:
+            out["y_hat"] = y_hat
+        return out
 
     @torch.no_grad()
     def compress_latent(self, y: Tensor, z_hat: Tensor, rate: Rate = None) -> tuple[Tensor, list[bytes]]:

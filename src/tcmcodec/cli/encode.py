@@ -26,6 +26,14 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--refine-lambda", type=float, default=None, metavar="L",
                    help="rate-distortion trade-off of --refine (default: the model's at this quality; "
                         "needed for fixed-rate models)")
+    target = p.add_argument_group("rate control (instead of -q; variable-rate models)").add_mutually_exclusive_group()
+    target.add_argument("--size", metavar="BYTES",
+                        help="the highest quality whose file is at most this size (e.g. 20000, 20k, 20KiB)")
+    target.add_argument("--bpp", type=float, metavar="B",
+                        help="the highest quality whose file is at most B bits per pixel")
+    target.add_argument("--psnr", type=float, metavar="DB",
+                        help="the lowest quality whose decoded image reaches DB dB PSNR (slower: "
+                             "each quality tried is also reconstructed)")
 
 
 def _jobs(inputs: list[str], output: str, suffix: str) -> list[tuple[Path, Path]]:
@@ -62,28 +70,61 @@ def run(args: argparse.Namespace) -> int:
 
     from tcmcodec.codec import encode_image, load_model
     from tcmcodec.image_io import atomic_write_bytes
+    from tcmcodec.ratecontrol import TargetedEncode, encode_to_target
 
     apply_threads(args)
     if args.refine < 0:
         raise TcmError(f"--refine must be 0 or more steps, got {args.refine}")
     if args.refine_lambda is not None and not args.refine_lambda > 0:
         raise TcmError(f"--refine-lambda must be positive, got {args.refine_lambda}")
+    target = _target(args)
     jobs = _jobs(args.inputs, args.output, ".tcm")
     model = load_model(model_argument(args))
     for src, dst in jobs:
         check_output(src, dst)
         start = time.perf_counter()
-        result = encode_image(src, model, args.quality, max_pixels=max_pixels(args),
-                              refine=args.refine, refine_lambda=args.refine_lambda)
+        if target is None:
+            result = encode_image(src, model, args.quality, max_pixels=max_pixels(args),
+                                  refine=args.refine, refine_lambda=args.refine_lambda)
+        else:
+            result = encode_to_target(src, target, model, max_pixels=max_pixels(args))
         atomic_write_bytes(dst, result.data)
         seconds = time.perf_counter() - start
         for note in result.warnings:
             print(f"tcm encode: warning: {src}: {note}", file=sys.stderr)
+        searched = ""
+        if isinstance(result, TargetedEncode):
+            if not result.met:
+                print(f"tcm encode: warning: {src}: no quality gives {target.describe()}; coded at "
+                      f"quality {result.quality}, the nearest", file=sys.stderr)
+            searched = f" for {target.describe()} ({result.trials} tried)"
+            if result.psnr is not None:
+                searched += f", PSNR {result.psnr:.2f} dB"
         if args.json:
-            print(json.dumps({"input": str(src), "output": str(dst), "bytes": len(result.data),
-                              "bpp": result.bits_per_pixel, "width": result.width, "height": result.height,
-                              "quality": result.quality, "seconds": seconds}))
+            record = {"input": str(src), "output": str(dst), "bytes": len(result.data),
+                      "bpp": result.bits_per_pixel, "width": result.width, "height": result.height,
+                      "quality": result.quality, "seconds": seconds}
+            if isinstance(result, TargetedEncode):
+                record.update(target=target.describe(), met=result.met, trials=result.trials, psnr=result.psnr)
+            print(json.dumps(record))
         else:
             print(f"{dst}: {len(result.data)} bytes, {result.bits_per_pixel:.4f} bpp "
-                  f"({result.width}x{result.height}, quality {result.quality}), {seconds:.2f} s")
+                  f"({result.width}x{result.height}, quality {result.quality}{searched}), {seconds:.2f} s")
     return 0
+
+
+def _target(args: argparse.Namespace):
+    """The rate-control target of --size / --bpp / --psnr, or None; checks the options that
+    cannot go with one."""
+    from tcmcodec.ratecontrol import Target, parse_size
+
+    if args.size is None and args.bpp is None and args.psnr is None:
+        return None
+    option = "--size" if args.size is not None else "--bpp" if args.bpp is not None else "--psnr"
+    if args.quality is not None:
+        raise TcmError(f"{option} chooses the quality: drop -q")
+    if args.refine:
+        raise TcmError(f"{option} cannot be combined with --refine (the search codes each quality "
+                       "it tries; refining each would take minutes): drop one of them")
+    return Target(max_bytes=parse_size(args.size) if args.size is not None else None,
+                  max_bpp=args.bpp, min_psnr=args.psnr)

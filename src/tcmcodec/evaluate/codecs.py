@@ -503,6 +503,14 @@ class TcmCodec(Codec):
             return zoo.level_qualities(config.rate_levels)
         return (None,)
 
+    @property
+    def quality_bounds(self) -> tuple[int, int] | None:  # type: ignore[override]
+        """Every integer quality of a variable-rate model, not only its trained levels (what
+        ``tcm compare`` searches to match a bpp); None for a fixed-rate model."""
+        from tcmcodec import zoo
+
+        return (0, zoo.QUALITY_MAX) if len(self.default_qualities) > 1 else None
+
     def _model_object(self):
         if self._loaded is None:
             import tcmcodec

@@ -1,10 +1,11 @@
 """The side-by-side crop figure: the same crop of the original and of several codecs at about
 the same file size.
 
-For a codec with an integer quality range (JPEG, WebP, AVIF, ...) the quality is found by a
-binary search, assuming the file size grows with quality: the two qualities around the target
-bpp are tried and the one whose bpp is closer to the target wins. For our TCM codec the
-model's quality levels (``tcmcodec.zoo``) are all tried and the closest bpp wins. bpp and
+For a codec with an integer quality range (JPEG, WebP, AVIF, ..., and our variable-rate TCM
+models) the quality is found by :func:`tcmcodec.ratecontrol.last_below` (interpolation and
+bisection), assuming the file size grows with quality: of the two qualities around the
+target bpp, the one whose bpp is closer to the target wins. Codecs without a range (a
+fixed-rate TCM, JPEG 2000) try their default qualities and the closest bpp wins. bpp and
 PSNR are measured on the whole image; the crop is drawn with nearest-neighbour scaling (no smoothing).
 """
 
@@ -20,6 +21,7 @@ import numpy as np
 from tcmcodec.errors import TcmError
 from tcmcodec.evaluate import metrics
 from tcmcodec.evaluate.codecs import Codec
+from tcmcodec.ratecontrol import last_below
 
 
 @dataclass
@@ -42,19 +44,9 @@ def match_bpp(codec: Codec, rgb: np.ndarray, target_bpp: float) -> Match:
     """Encode ``rgb`` with ``codec`` at the quality whose bpp is closest to ``target_bpp``."""
     cache: dict = {}
     if codec.quality_bounds is not None and codec.bpp_increases_with_quality:
-        a, b = codec.quality_bounds
-        if _trial(codec, rgb, a, cache)[1] > target_bpp:
-            candidates = [a]
-        elif _trial(codec, rgb, b, cache)[1] <= target_bpp:
-            candidates = [b]
-        else:  # invariant: bpp(a) <= target < bpp(b)
-            while b - a > 1:
-                mid = (a + b) // 2
-                if _trial(codec, rgb, mid, cache)[1] <= target_bpp:
-                    a = mid
-                else:
-                    b = mid
-            candidates = [a, b]
+        low, high = codec.quality_bounds
+        below = last_below(lambda q: _trial(codec, rgb, q, cache)[1], target_bpp, low=low, high=high)
+        candidates = [q for q in (below, below + 1) if low <= q <= high]
     else:
         candidates = [q for q in codec.default_qualities]
         if not candidates:
