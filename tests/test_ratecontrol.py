@@ -156,6 +156,17 @@ def test_analysis_transform_once_gives_the_bytes_of_a_full_encode(tiny_vr_model)
     assert result.quality == 100 and result.data == encode_image(rgb, tiny_vr_model, 100).data
 
 
+def test_tiled_images_give_the_same_file_and_the_decoded_psnr(monkeypatch, tiny_vr_model):
+    from tcmcodec import codec
+    from tcmcodec.tiling import TilePlan
+
+    monkeypatch.setattr(codec, "plan_for", lambda width, align: TilePlan(tile=128, halo=128, threshold=0))
+    rgb = photo_like(256, 192)
+    result = encode_to_target(rgb, Target(min_psnr=1.0), tiny_vr_model)  # random weights: any PSNR
+    assert result.data == encode_image(rgb, tiny_vr_model, result.quality).data
+    assert result.psnr == psnr(rgb, np.asarray(decode(result.data, tiny_vr_model)))
+
+
 # ------------------------------------------------------------------ command line
 def test_cli_size_writes_a_file_within_the_budget_and_reports_it(tmp_path, capsys):
     src = tmp_path / "photo.png"
