@@ -6,10 +6,14 @@ import argparse
 import sys
 import time
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from tcmcodec.cli._common import (add_model_arguments, add_threads_argument, apply_threads,
                                   check_output, max_pixels, model_argument)
 from tcmcodec.errors import TcmError
+
+if TYPE_CHECKING:
+    from tcmcodec.ratecontrol import Target
 
 HELP = "compress an image (or several, or a folder) to .tcm"
 
@@ -113,7 +117,7 @@ def run(args: argparse.Namespace) -> int:
     return 0
 
 
-def _target(args: argparse.Namespace):
+def _target(args: argparse.Namespace) -> "Target | None":
     """The rate-control target of --size / --bpp / --psnr, or None; checks the options that
     cannot go with one."""
     from tcmcodec.ratecontrol import Target, parse_size
