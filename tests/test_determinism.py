@@ -50,7 +50,7 @@ ENCODE = COMMON + textwrap.dedent(
     """
     from PIL import Image
     from tcmcodec import container
-    from tcmcodec.codec import _resolve
+    from tcmcodec.codec import resolve_model
 
     out_dir, kodak = sys.argv[2], sys.argv[3]
     assert torch.get_num_threads() == int(sys.argv[1])
@@ -66,7 +66,7 @@ ENCODE = COMMON + textwrap.dedent(
         data = tcmcodec.encode(rgb, model=model)
         open(f"{out_dir}/{name}.tcm", "wb").write(data)
         # the encoder-side reconstruction: the model's own compress -> decompress, here
-        net = _resolve(model) if model is not None else tcmcodec.load_model()
+        net = resolve_model(model) if model is not None else tcmcodec.load_model()
         stream = container.parse(data)
         level = tcmcodec.zoo.quality_to_level(stream.quality, net.rate_levels) if net.rate_levels else None
         left, right, top, bottom = stream.pad
