@@ -135,3 +135,29 @@ def test_file_is_closed_after_load(tmp_path, tiny_model, default_model_reset):
     im.load()
     assert fp.closed and im.fp is None
     assert im.copy().size == (24, 20)
+
+
+def test_save_with_a_size_target_writes_what_encode_to_target_chooses(tmp_path, tiny_vr_model):
+    rgb = noise(30, 44)
+    sizes = [len(tcmcodec.encode(rgb, model=tiny_vr_model, quality=q)) for q in (0, 100)]
+    budget = (sizes[0] + sizes[1]) // 2
+    path = tmp_path / "x.tcm"
+    Image.fromarray(rgb).save(path, model=tiny_vr_model, target=tcmcodec.Target(max_bytes=budget))
+    expected = tcmcodec.encode_to_target(rgb, tcmcodec.Target(max_bytes=budget), tiny_vr_model)
+    assert path.read_bytes() == expected.data
+    assert len(path.read_bytes()) <= budget
+
+
+def test_save_warns_when_no_quality_meets_the_target(tmp_path, tiny_vr_model):
+    path = tmp_path / "x.tcm"
+    with pytest.warns(UserWarning, match="no quality gives at most 1 bytes"):
+        Image.fromarray(noise(20, 24)).save(path, model=tiny_vr_model, target=tcmcodec.Target(max_bytes=1))
+    assert container.parse(path.read_bytes()).quality == 0
+
+
+@pytest.mark.parametrize("extra, message", [({"quality": 50}, "either quality or target"),
+                                            ({"target": 20000}, "must be a tcmcodec.Target")])
+def test_save_refuses_a_target_given_with_a_quality_or_not_as_a_target(tmp_path, tiny_vr_model, extra, message):
+    options = {"target": tcmcodec.Target(max_bytes=20000), **extra}
+    with pytest.raises(tcmcodec.TcmError, match=message):
+        Image.fromarray(noise(20, 24)).save(tmp_path / "x.tcm", model=tiny_vr_model, **options)

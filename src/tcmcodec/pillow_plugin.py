@@ -2,7 +2,9 @@
 
 ``Image.open("x.tcm")`` parses the header at once (size and mode are known without
 decoding) and decodes on ``load()`` (or ``np.asarray(img)``, ``img.convert(...)``, ...);
-``img.save("x.tcm", quality=60, model=NAME_OR_MODEL)`` encodes.
+``img.save("x.tcm", quality=60, model=NAME_OR_MODEL)`` encodes; instead of a quality,
+``target=tcmcodec.Target(max_bytes=20_000)`` (or ``max_bpp=``, ``min_psnr=``) lets the rate
+control of :mod:`tcmcodec.ratecontrol` choose it (a warning when the target cannot be met).
 
 Which model decodes: ``img.info["tcm_model"]`` if set before loading (a name, checkpoint
 path or loaded :class:`~tcmcodec.TCM`), else the model given to :func:`set_default_model`,
@@ -86,9 +88,22 @@ class TcmImageFile(ImageFile.ImageFile):
 
 def _save(im: Image.Image, fp: IO[bytes], filename: str | bytes) -> None:
     from tcmcodec.codec import encode_image
+    from tcmcodec.errors import TcmError
+    from tcmcodec.ratecontrol import Target, encode_to_target
 
     info = im.encoderinfo
-    result = encode_image(im, info.get("model"), info.get("quality"))
+    target = info.get("target")
+    if target is None:
+        result = encode_image(im, info.get("model"), info.get("quality"))
+    elif not isinstance(target, Target):
+        raise TcmError(f"target must be a tcmcodec.Target (e.g. Target(max_bytes=20_000)), got {target!r}")
+    elif info.get("quality") is not None:
+        raise TcmError("give either quality or target when saving a .tcm file, not both")
+    else:
+        result = encode_to_target(im, target, info.get("model"))
+        if not result.met:
+            warnings.warn(f"no quality gives {target.describe()}; saved at quality {result.quality}, "
+                          "the nearest", stacklevel=3)
     for note in result.warnings:
         warnings.warn(note, stacklevel=3)
     fp.write(result.data)
