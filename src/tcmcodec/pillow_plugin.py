@@ -101,9 +101,8 @@ def _save(im: Image.Image, fp: IO[bytes], filename: str | bytes) -> None:
         raise TcmError("give either quality or target when saving a .tcm file, not both")
     else:
         result = encode_to_target(im, target, info.get("model"))
-        if not result.met:
-            warnings.warn(f"no quality gives {target.describe()}; saved at quality {result.quality}, "
-                          "the nearest", stacklevel=3)
+        if result.shortfall:
+            warnings.warn(result.shortfall, stacklevel=3)
     for note in result.warnings:
         warnings.warn(note, stacklevel=3)
     fp.write(result.data)

@@ -102,6 +102,13 @@ class TargetedEncode(EncodeResult):
     trials: int = 0
     """Qualities coded during the search."""
 
+    @property
+    def shortfall(self) -> str | None:
+        """One line saying the target was missed and which quality was coded instead (None if met)."""
+        if self.met or self.target is None:
+            return None
+        return f"no quality gives {self.target.describe()}; coded at quality {self.quality}, the nearest"
+
 
 def last_below(measure: Callable[[int], float], target: float, *, strict: bool = False,
                low: int = 0, high: int = zoo.QUALITY_MAX) -> int:

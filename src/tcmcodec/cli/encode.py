@@ -98,9 +98,8 @@ def run(args: argparse.Namespace) -> int:
             print(f"tcm encode: warning: {src}: {note}", file=sys.stderr)
         searched = ""
         if isinstance(result, TargetedEncode):
-            if not result.met:
-                print(f"tcm encode: warning: {src}: no quality gives {target.describe()}; coded at "
-                      f"quality {result.quality}, the nearest", file=sys.stderr)
+            if result.shortfall:
+                print(f"tcm encode: warning: {src}: {result.shortfall}", file=sys.stderr)
             searched = f" for {target.describe()} ({result.trials} tried)"
             if result.psnr is not None:
                 searched += f", PSNR {result.psnr:.2f} dB"
