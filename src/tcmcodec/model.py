@@ -20,10 +20,9 @@ from __future__ import annotations
 import contextlib
 import threading
 from concurrent.futures import ThreadPoolExecutor
-from typing import Callable, Iterator, Protocol, TypeVar
+from typing import Callable, Protocol, TypeVar
 
 import torch
-from compressai.ans import BufferedRansEncoder, RansDecoder
 from compressai.entropy_models import GaussianConditional
 from compressai.layers import (
     ResidualBlockUpsample,
@@ -32,12 +31,15 @@ from compressai.layers import (
     subpel_conv3x3,
 )
 from compressai.models import CompressionModel
-from compressai.models.base import get_scale_table
 from compressai.ops import quantize_ste
 from torch import Tensor, nn
 
+from tcmcodec.coding import latent_coder
+from tcmcodec.coding.latent_coder import CodingTables
+from tcmcodec.coding.tables import scale_table
 from tcmcodec.config import LATENT_STRIDE, TCMConfig
 from tcmcodec.entropy_models import EntropyBottleneck
+from tcmcodec.exact.mode import ExactArithmetic, exact_arithmetic_active
 from tcmcodec.layers import SWAtten, tcm_stage
 from tcmcodec.layers.gain import GainUnits
 from tcmcodec.layers.pointwise import use_pointwise_matmul
@@ -47,36 +49,17 @@ from tcmcodec.tiling import TilePlan, tiled_apply
 Rate = Tensor | float | None
 
 
-#: threads used for the entropy-parameter path while coding. Its means and scales must be
-#: bit-identical in encoder and decoder, and oneDNN convolutions on small maps give other
-#: bits with other thread counts, so this path always runs with this fixed count.
-ENTROPY_PATH_THREADS = 1
-
-
-@contextlib.contextmanager
-def fixed_threads(count: int) -> Iterator[None]:
-    """Run the enclosed torch CPU ops with exactly ``count`` intra-op threads."""
-    previous = torch.get_num_threads()
-    if previous == count:
-        yield
-        return
-    torch.set_num_threads(count)
-    try:
-        yield
-    finally:
-        torch.set_num_threads(previous)
-
-
 A = TypeVar("A")
 B = TypeVar("B")
 _branch_pool: ThreadPoolExecutor | None = None
 _branch_pool_lock = threading.Lock()
 
 
-def _single_threaded(fn: Callable[[], B], inference: bool) -> B:
+def _single_threaded(fn: Callable[[], B], inference: bool, exact: bool) -> B:
     torch.set_num_threads(1)  # this worker's own OpenMP setting
-    # grad and inference modes are thread-local: carry the caller's over
-    with torch.inference_mode(inference), torch.no_grad():
+    # grad and inference modes and torch function modes are thread-local: carry the caller's over
+    numerics = ExactArithmetic(switch_cudnn=False) if exact else contextlib.nullcontext()
+    with torch.inference_mode(inference), torch.no_grad(), numerics:
         return fn()
 
 
@@ -84,8 +67,9 @@ def run_branches(first: Callable[[], A], second: Callable[[], B], parallel: bool
     """Evaluate two independent branches, on two cores when ``parallel``.
 
     Each branch runs with one intra-op thread (the caller is inside
-    ``fixed_threads(ENTROPY_PATH_THREADS)``), so the results are bit-identical to running
-    them one after the other, whatever the machine's thread count; only the wall time drops.
+    ``latent_coder.fixed_threads(1)``), so the results are bit-identical to running them
+    one after the other, whatever the machine's thread count; only the wall time drops.
+    A caller inside :class:`ExactArithmetic` gets the second branch computed under it too.
     """
     if not parallel or torch.is_grad_enabled():
         return first(), second()
@@ -93,7 +77,8 @@ def run_branches(first: Callable[[], A], second: Callable[[], B], parallel: bool
     with _branch_pool_lock:
         if _branch_pool is None:
             _branch_pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="tcm-branch")
-    future = _branch_pool.submit(_single_threaded, second, torch.is_inference_mode_enabled())
+    future = _branch_pool.submit(_single_threaded, second, torch.is_inference_mode_enabled(),
+                                 exact_arithmetic_active())
     a = first()
     return a, future.result()
 
@@ -191,7 +176,12 @@ class TCM(CompressionModel):
             if name != "g_a":
                 use_pointwise_matmul(module)
         #: run the mean and scale branches of the entropy model on two cores while coding
+        #: with the float numerics
         self.parallel_branches = True
+        #: code with the exact (platform-independent) entropy-parameter path by default;
+        #: False for weights whose float outputs must match another implementation's
+        self.exact_entropy = True
+        self._coding_tables: CodingTables | None = None
         #: reduced-precision compute (e.g. torch.bfloat16) for the inner layers of g_a and
         #: g_s, a training option (``tcm train --amp bf16``); None: float32 throughout
         self.transform_dtype: torch.dtype | None = None
@@ -206,14 +196,29 @@ class TCM(CompressionModel):
 
     # ------------------------------------------------------------------ entropy model
     def scale_table(self) -> Tensor:
+        """The Gaussian scale table (L,) float64 of the config, the same bits everywhere."""
         cfg = self.config
-        return get_scale_table(cfg.scale_min, cfg.scale_max, cfg.scale_levels)
+        return scale_table(cfg.scale_min, cfg.scale_max, cfg.scale_levels)
 
     def update(self, scale_table: Tensor | None = None, force: bool = False, update_quantiles: bool = False) -> bool:
-        """Build the CDF tables (CompressAI contract); the scale table comes from the config."""
-        if scale_table is None:
-            scale_table = self.scale_table()
-        return super().update(scale_table=scale_table, force=force, update_quantiles=update_quantiles)
+        """Build the coder's probability tables (CompressAI contract; see
+        :mod:`tcmcodec.coding.tables`). The scale table always comes from the config: a
+        ``scale_table`` argument is refused, since the decoder could not know it."""
+        if scale_table is not None:
+            raise ValueError("the scale table comes from the config (scale_min, scale_max, scale_levels)")
+        if self._coding_tables is not None and not force:
+            return False
+        if update_quantiles:
+            self.entropy_bottleneck._update_quantiles()
+        self._coding_tables = latent_coder.build_tables(self)
+        self.gaussian_conditional.scale_table = self._coding_tables.scales.float()
+        return True
+
+    def coding_tables(self) -> CodingTables:
+        """The tables :meth:`update` built (raises if it has not run)."""
+        if self._coding_tables is None:
+            raise RuntimeError("the coding tables are not built: call model.update() first")
+        return self._coding_tables
 
     # ------------------------------------------------------------------ rate control
     @property
@@ -386,129 +391,37 @@ class TCM(CompressionModel):
         return self.synthesis(y_hat, rate), torch.cat(likelihoods, dim=1)
 
     # ------------------------------------------------------------------ coding
-    def _branches_in_parallel(self) -> bool:
-        """Whether coding runs the mean and scale branches on two cores (it needs two threads)."""
-        return self.parallel_branches and torch.get_num_threads() > 1
-
-    def _cdf_tables(self) -> tuple[list, list, list]:
-        """The Gaussian CDF tables as the Python lists the rANS coder takes.
-
-        Converted once and kept while the buffers are the same tensors at the same
-        version (``update()`` replaces them, ``load_state_dict`` bumps the version).
-        """
-        gc = self.gaussian_conditional
-        if gc._quantized_cdf.numel() == 0:
-            raise RuntimeError("CDF tables are not built: call model.update() first")
-        buffers = (gc._quantized_cdf, gc._cdf_length, gc._offset)
-        versions = tuple(t._version for t in buffers)
-        cached = getattr(self, "_cdf_lists", None)
-        if cached is None or cached[0] != versions or any(a is not b for a, b in zip(cached[1], buffers)):
-            lists = (gc.quantized_cdf.tolist(), gc.cdf_length.reshape(-1).int().tolist(),
-                     gc.offset.reshape(-1).int().tolist())
-            cached = self._cdf_lists = (versions, buffers, lists)
-        return cached[2]
-
     def scale_indexes(self, scale: Tensor) -> Tensor:
-        """Scale-table index (int32) of each σ: what ``GaussianConditional.build_indexes``
-        computes with one comparison pass per table entry, in one ``bucketize`` pass.
+        """Scale-table index (int64) of each σ (see :func:`latent_coder.scale_indexes`)."""
+        return latent_coder.scale_indexes(self, scale)
 
-        After the lower bound σ >= table[0], the index is the number of table entries
-        (excluding the last) strictly below σ.
-        """
-        gc = self.gaussian_conditional
-        table = gc.scale_table[:-1].to(scale.dtype)
-        return torch.bucketize(gc.lower_bound_scale(scale), table, right=False).int()
+    def _exact(self, exact: bool | None) -> bool:
+        return self.exact_entropy if exact is None else bool(exact)
 
     @torch.no_grad()
-    def compress(self, x: Tensor, rate: Rate = None, tiling: TilePlan | None = None) -> dict:
-        """x (B, 3, H, W) -> {"strings": [y_strings, z_strings], "shape": (h_z, w_z)}."""
+    def compress(self, x: Tensor, rate: Rate = None, tiling: TilePlan | None = None,
+                 exact: bool | None = None) -> dict:
+        """x (B, 3, H, W) -> {"strings": [y_strings, z_strings], "shape": (h_z, w_z), "checks",
+        "exact"}; ``exact`` picks the entropy path's numerics (default :attr:`exact_entropy`)."""
         rate = self._check_rate(rate)
         y, z = self.analysis(x, rate, tiling)
-        return self.compress_analysis(y, z, rate)
+        return self.compress_analysis(y, z, rate, exact=exact)
 
     @torch.no_grad()
-    def compress_analysis(self, y: Tensor, z: Tensor, rate: Rate = None, keep_y_hat: bool = False) -> dict:
+    def compress_analysis(self, y: Tensor, z: Tensor, rate: Rate = None, keep_y_hat: bool = False,
+                          exact: bool | None = None) -> dict:
         """Code y and z as :meth:`analysis` returns them (or as an encoder refined them):
         what :meth:`compress` returns; with ``keep_y_hat`` also ``"y_hat"``, the ŷ the decoder
         will rebuild (B, M, h, w), whose :meth:`synthesis` is the decoded image."""
         rate = self._check_rate(rate)
-        if not (torch.isfinite(y).all() and torch.isfinite(z).all()):
-            # a NaN cast to an integer symbol is a huge value: the rANS coder would not return
-            raise ValueError("the latents are not finite: the weights or the input are broken")
-        bottleneck = self.entropy_bottleneck
-        z_strings = bottleneck.compress(z)
-        # what decompress(z_strings) returns: round(z - median) + median (rANS is lossless)
-        z_hat = bottleneck.quantize(z, "dequantize", bottleneck._get_medians())
-        y_hat, y_strings = self.compress_latent(y, z_hat, rate)
-        out = {"strings": [y_strings, z_strings], "shape": z.shape[-2:]}
-        if keep_y_hat:
-            out["y_hat"] = y_hat
-        return out
+        return latent_coder.encode_latents(self, y, z, rate, self._exact(exact), keep_y_hat)
 
     @torch.no_grad()
-    def compress_latent(self, y: Tensor, z_hat: Tensor, rate: Rate = None) -> tuple[Tensor, list[bytes]]:
-        """Code y given ẑ: returns ŷ and one rANS string per batch element.
-
-        Symbols are ``round(y_i - μ_i)``, coded slice by slice, each slice flattened in
-        channel, row, column order, with the CDF chosen by σ_i's scale-table index.
-        """
-        y_slices = y.chunk(self.config.num_slices, dim=1)
-        gc = self.gaussian_conditional
-        cdf, cdf_lengths, offsets = self._cdf_tables()
-        encoders = [BufferedRansEncoder() for _ in range(y.shape[0])]
-
-        def to_symbols(index: int, mean: Tensor, scale: Tensor) -> Tensor:
-            q = gc.quantize(y_slices[index], "symbols", mean)
-            idx = self.scale_indexes(scale)
-            # slice by slice into a buffered coder: same string as one big call, a fifth of the memory
-            for b, encoder in enumerate(encoders):
-                encoder.encode_with_indexes(
-                    q[b].reshape(-1).int().tolist(), idx[b].reshape(-1).int().tolist(), cdf, cdf_lengths, offsets
-                )
-            return q.to(mean.dtype) + mean
-
-        parallel = self._branches_in_parallel()
-        with fixed_threads(ENTROPY_PATH_THREADS):
-            latent_means, latent_scales = self.hyper_parameters(z_hat, rate, parallel)
-            y_hat = self._slice_loop(latent_means, latent_scales, to_symbols, parallel)
-        return y_hat, [encoder.flush() for encoder in encoders]
-
-    @torch.no_grad()
-    def decompress(self, strings: list, shape, rate: Rate = None, tiling: TilePlan | None = None) -> dict:
-        """Inverse of :meth:`compress`: {"x_hat": (B, 3, H, W) clamped to [0, 1]}."""
+    def decompress(self, strings: list, shape, rate: Rate = None, tiling: TilePlan | None = None,
+                   exact: bool | None = None) -> dict:
+        """Inverse of :meth:`compress`: {"x_hat": (B, 3, H, W) clamped to [0, 1], "checks": the
+        CRCs of the decoded symbols, to compare with the encoder's}."""
         rate = self._check_rate(rate)
-        y_strings, z_strings = strings[0], strings[1]
-        z_hat = self.entropy_bottleneck.decompress(z_strings, shape)
-        y_hat = self.decompress_latent(y_strings, z_hat, rate)
+        y_hat, checks = latent_coder.decode_latents(self, strings, shape, rate, self._exact(exact))
         x_hat = self.synthesis(y_hat, rate, tiling).clamp_(0, 1)
-        return {"x_hat": x_hat}
-
-    @torch.no_grad()
-    def decompress_latent(self, y_strings: list[bytes], z_hat: Tensor, rate: Rate = None) -> Tensor:
-        """ŷ (B, M, 4h, 4w) from the rANS strings and ẑ (B, hyper, h, w)."""
-        if len(y_strings) != z_hat.shape[0]:
-            raise ValueError(f"{len(y_strings)} y strings for a batch of {z_hat.shape[0]}")
-        cdf, cdf_lengths, offsets = self._cdf_tables()
-        gc = self.gaussian_conditional
-        decoders = []
-        for string in y_strings:
-            decoder = RansDecoder()
-            decoder.set_stream(string)
-            decoders.append(decoder)
-
-        def from_stream(index: int, mean: Tensor, scale: Tensor) -> Tensor:
-            idx = self.scale_indexes(scale)
-            rows = [
-                torch.tensor(
-                    decoder.decode_stream(idx[b].reshape(-1).tolist(), cdf, cdf_lengths, offsets),
-                    dtype=torch.int32,
-                )
-                for b, decoder in enumerate(decoders)
-            ]
-            q = torch.stack(rows).reshape(mean.shape)
-            return gc.dequantize(q, mean)
-
-        parallel = self._branches_in_parallel()
-        with fixed_threads(ENTROPY_PATH_THREADS):
-            latent_means, latent_scales = self.hyper_parameters(z_hat, rate, parallel)
-            return self._slice_loop(latent_means, latent_scales, from_stream, parallel)
+        return {"x_hat": x_hat, "checks": checks}

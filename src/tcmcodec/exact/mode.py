@@ -1,0 +1,373 @@
+"""Exact arithmetic for the entropy-parameter networks: the same bits on every computer.
+
+The decoder must derive each latent's mean and scale-table index bit for bit as the encoder
+did, whatever CPU kernels (scalar, AVX2, AVX-512), thread count or GPU each side runs.
+Float sums in another order and vectorised ``exp``/``erf`` give other last bits, and one
+changed bit in a scale index desynchronises the range decoder (Ballé, Johnston, Minnen,
+"Integer networks for data compression with latent-variable models", ICLR 2019).
+
+:class:`ExactArithmetic` is a ``TorchFunctionMode``: unchanged model code runs inside it
+(our layers and CompressAI's), and every torch call is routed by one rule:
+
+* **Reductions** (convolution, linear, matrix product, layer norm, softmax) first round
+  their operands to a *block floating-point* grid: each group of values that is summed
+  together shares one power-of-two step, fine enough to keep ``bits`` bits below the group's
+  largest magnitude (a convolution: per image; a linear layer or matrix product: per row
+  and column). Products and sums of such values are integers times a power of two that
+  float64 represents exactly while the partial sums stay below 2**53, so the sum is exact
+  in any order, on any kernel, CPU or GPU. The bit budgets below are chosen per layer from
+  its fan-in so that they do.
+* **Transcendental functions** (exp, tanh, sigmoid, GELU, softplus) use the float64
+  implementations of :mod:`tcmcodec.exact.elementary`, built from correctly rounded ops.
+* **Element-wise arithmetic** (``+ - * /``, sqrt, comparisons, rounding, max/min) is
+  correctly rounded by IEEE 754 and runs as it is, in float64 (float16/32 parameters
+  convert exactly).
+* **Everything else** that is not plain data movement (reshape, indexing, concatenation)
+  raises :class:`InexactOperation`: a new layer cannot silently bring a platform-dependent
+  op into the exact path.
+
+Precision: 20 bits per weight and 20-24 per activation, relative to their group's maximum,
+is well above the float32 the networks were trained in, so no retraining is needed.
+Cost: float64 matrix products instead of float32 ones, and the rounding passes.
+"""
+
+from __future__ import annotations
+
+import math
+import threading
+from typing import Any, Callable
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+from torch.overrides import TorchFunctionMode, resolve_name
+
+from tcmcodec.exact import elementary
+
+#: mantissa bits of float64: sums of integers below 2**53 are exact in any order
+EXACT_BITS = 53
+#: bits kept per weight, relative to the largest weight of its output channel
+WEIGHT_BITS = 20
+#: at most this many bits per activation (float32's precision: more buys nothing)
+MAX_ACTIVATION_BITS = 24
+DTYPE = torch.float64
+
+
+class InexactOperation(RuntimeError):
+    """A torch operation without an exact (platform-independent) implementation was used
+    inside :class:`ExactArithmetic`."""
+
+
+def _fan_in_bits(terms: int) -> int:
+    """Bits a sum of ``terms`` products can add to its operands' magnitudes."""
+    return max(0, math.ceil(math.log2(max(terms, 1))))
+
+
+def operand_bits(terms: int, other_bits: int) -> int:
+    """Bits for an activation multiplied by ``other_bits``-bit values and summed over ``terms``
+    products, so that every partial sum stays below 2**52 (one bit of margin for the sign)."""
+    bits = EXACT_BITS - 1 - other_bits - _fan_in_bits(terms)
+    if bits < 8:
+        raise InexactOperation(f"a sum of {terms} products cannot be computed exactly in float64")
+    return min(bits, MAX_ACTIVATION_BITS)
+
+
+def activation_dtype(x: Tensor) -> torch.dtype:
+    """The type results are returned in: float64 for float64 inputs, else float32 (the
+    networks' own precision; element-wise float32 arithmetic is correctly rounded too)."""
+    return torch.float64 if x.dtype == torch.float64 else torch.float32
+
+
+def to_grid(x: Tensor, dims: tuple[int, ...], bits: int) -> tuple[Tensor, Tensor]:
+    """Round ``x`` to integers ``n`` and steps ``g`` (powers of two, one per group, kept as
+    size-1 dims over ``dims``) with ``x ≈ n * g`` and ``|n| <= 2**bits``; both float64.
+
+    The step is chosen from the group's maximum magnitude, itself exact, so the result
+    depends only on the values, never on the kernel that computes it. float32 inputs are
+    rounded in float32 (exact: a power-of-two scaling, then integers below 2**24).
+    """
+    work = x.to(activation_dtype(x)) if bits <= MAX_ACTIVATION_BITS else x.to(DTYPE)
+    low = work.amin(dim=dims, keepdim=True)
+    high = work.amax(dim=dims, keepdim=True)
+    _, exponent = torch.frexp(torch.maximum(high, -low).to(DTYPE))  # peak < 2**exponent
+    exponent = exponent.to(DTYPE)
+    scaled = torch.mul(work, elementary.power_of_two(bits - exponent).to(work.dtype)).round_()
+    return scaled.to(DTYPE), elementary.power_of_two(exponent - bits)
+
+
+#: attribute under which a parameter keeps its grid (dies with the parameter)
+_GRID_ATTRIBUTE = "_tcmcodec_exact_grid"
+
+
+def weight_grid(weight: Tensor, dims: tuple[int, ...]) -> tuple[Tensor, Tensor]:
+    """:func:`to_grid` of a weight with :data:`WEIGHT_BITS`, cached on the parameter (or the
+    parameter a view was taken of) while it is unchanged."""
+    owner = weight if isinstance(weight, torch.nn.Parameter) else weight._base
+    if not isinstance(owner, torch.nn.Parameter):
+        return to_grid(weight, dims, WEIGHT_BITS)
+    key = (owner._version, tuple(weight.shape), tuple(weight.stride()), weight.storage_offset(), dims, weight.device)
+    cached = getattr(owner, _GRID_ATTRIBUTE, None)
+    if cached is not None and cached[0] == key:
+        return cached[1]
+    grid = to_grid(weight, dims, WEIGHT_BITS)
+    setattr(owner, _GRID_ATTRIBUTE, (key, grid))
+    return grid
+
+
+def exact_conv2d(x: Tensor, weight: Tensor, bias: Tensor | None = None, stride: Any = 1,
+                 padding: Any = 0, dilation: Any = 1, groups: int = 1) -> Tensor:
+    """``F.conv2d`` with per-image activation steps and per-output-channel weight steps."""
+    terms = weight.shape[1] * weight.shape[2] * weight.shape[3]
+    n_w, g_w = weight_grid(weight, (1, 2, 3))
+    n_x, g_x = to_grid(x, (1, 2, 3), operand_bits(terms, WEIGHT_BITS))
+    out = F.conv2d(n_x, n_w, None, stride, padding, dilation, groups)
+    out.mul_(g_x * g_w.reshape(1, -1, 1, 1))
+    if bias is not None:
+        out.add_(bias.to(DTYPE).reshape(1, -1, 1, 1))
+    return out.to(activation_dtype(x))
+
+
+def _exact_product(a: Tensor, b: Tensor, a_bits: int, b_bits: int,
+                   a_grid: tuple[Tensor, Tensor] | None = None, b_grid: tuple[Tensor, Tensor] | None = None) -> Tensor:
+    """a (..., n, k) @ b (..., k, m) with a's rows and b's columns on their own grids
+    (given, e.g. a cached weight's, or computed)."""
+    n_a, g_a = a_grid or to_grid(a, (-1,), a_bits)
+    n_b, g_b = b_grid or to_grid(b, (-2,), b_bits)
+    return torch.matmul(n_a, n_b).mul_(g_a * g_b)
+
+
+def exact_matmul(a: Tensor, b: Tensor) -> Tensor:
+    """``torch.matmul`` of two activations (matrices or batches of them)."""
+    if a.dim() < 2 or b.dim() < 2:
+        raise InexactOperation("exact matmul needs operands with at least 2 dims")
+    bits = (EXACT_BITS - 1 - _fan_in_bits(a.shape[-1])) // 2
+    out = _exact_product(a, b, min(bits, MAX_ACTIVATION_BITS), min(bits, MAX_ACTIVATION_BITS))
+    return out.to(activation_dtype(a))
+
+
+def exact_linear(x: Tensor, weight: Tensor, bias: Tensor | None = None) -> Tensor:
+    """``F.linear``: per-row activation steps, per-output-row weight steps."""
+    terms = weight.shape[1]
+    n_w, g_w = weight_grid(weight, (-1,))
+    out = _exact_product(x, weight.t(), operand_bits(terms, WEIGHT_BITS), WEIGHT_BITS,
+                         b_grid=(n_w.t(), g_w.t()))
+    if bias is not None:
+        out.add_(bias.to(DTYPE))
+    return out.to(activation_dtype(x))
+
+
+def exact_addmm(bias: Tensor, weight: Tensor, x: Tensor, *, beta: float = 1, alpha: float = 1) -> Tensor:
+    """``torch.addmm(bias, weight, x)`` (a 1x1 convolution of one image: weight (O, C),
+    x (C, pixels)): per-row weight steps, per-pixel activation steps."""
+    if beta != 1 or alpha != 1:
+        raise InexactOperation("exact addmm supports beta = alpha = 1 only")
+    terms = weight.shape[1]
+    out = _exact_product(weight, x, WEIGHT_BITS, operand_bits(terms, WEIGHT_BITS),
+                         a_grid=weight_grid(weight, (-1,)))
+    return out.add_(bias.to(DTYPE)).to(activation_dtype(x))
+
+
+def exact_layer_norm(x: Tensor, normalized_shape: Any, weight: Tensor | None = None,
+                     bias: Tensor | None = None, eps: float = 1e-5) -> Tensor:
+    """``F.layer_norm`` over the last dim: mean and variance from exact integer sums
+    (C sum n^2 - (sum n)^2 for the variance), then correctly rounded element-wise ops."""
+    shape = tuple(normalized_shape) if not isinstance(normalized_shape, int) else (normalized_shape,)
+    if len(shape) != 1:
+        raise InexactOperation("exact layer norm normalises over the last dim only")
+    count = shape[0]
+    bits = (EXACT_BITS - 1 - 2 * _fan_in_bits(count)) // 2
+    n, step = to_grid(x, (-1,), min(bits, MAX_ACTIVATION_BITS))
+    total = n.sum(dim=-1, keepdim=True)
+    squares = (n * n).sum(dim=-1, keepdim=True)
+    variance = (squares * count - total * total) / (count * count) * (step * step)
+    centered = (n - total / count) * step
+    out = centered / torch.sqrt(variance + eps)
+    if weight is not None:
+        out = out * weight.to(DTYPE)
+    if bias is not None:
+        out = out + bias.to(DTYPE)
+    return out.to(activation_dtype(x))
+
+
+def exact_softmax(x: Tensor, dim: int, *args: Any, **kwargs: Any) -> Tensor:
+    """softmax along ``dim``: e**(x - max) rounded to a fixed grid (all values are <= 1),
+    an exact float64 sum of the integers, one division. float32 inputs use a 2**-23 grid
+    (integers exact in float32), float64 ones the finest grid whose sums stay exact."""
+    dtype = activation_dtype(x)
+    x = x.to(dtype)
+    shifted = x - x.amax(dim=dim, keepdim=True)
+    terms = x.shape[dim]
+    bits = min(EXACT_BITS - 1 - _fan_in_bits(terms), MAX_ACTIVATION_BITS - 1 if dtype == torch.float32 else EXACT_BITS)
+    weights = elementary.fast_exp_nonpositive(shifted).mul_(2.0**bits).round_()
+    total = weights.sum(dim=dim, keepdim=True, dtype=DTYPE)
+    return weights.mul_((1.0 / total).to(dtype))
+
+
+def exact_gelu(x: Tensor, approximate: str = "none") -> Tensor:
+    if approximate != "none":
+        raise InexactOperation(f"exact GELU is the erf form, not approximate={approximate!r}")
+    return elementary.fast_gelu(x.to(activation_dtype(x)))
+
+
+def exact_softplus(x: Tensor, beta: float = 1.0, threshold: float = 20.0) -> Tensor:
+    if beta != 1:
+        raise InexactOperation("exact softplus supports beta = 1 only")
+    dtype = activation_dtype(x)
+    x = x.to(DTYPE)
+    return torch.where(x > threshold, x, elementary.softplus(x)).to(dtype)
+
+
+def exact_pow(x: Tensor, exponent: Any) -> Tensor:
+    if isinstance(exponent, (int, float)) and exponent == 2:
+        return x * x
+    raise InexactOperation(f"exact pow supports the exponent 2 only, got {exponent!r}")
+
+
+def _without_alpha(func: Callable) -> Callable:
+    """add/sub with ``alpha``: a vectorised kernel may fuse ``a + alpha * b`` into one rounding,
+    so the product is taken first, on its own."""
+    def call(x: Tensor, other: Any, *, alpha: Any = 1, **kwargs: Any) -> Tensor:
+        if alpha != 1:
+            other = other * alpha
+        return func(x, other, **kwargs)
+    return call
+
+
+def _elementwise(fn: Callable[[Tensor], Tensor]) -> Callable:
+    """An :mod:`elementary` function (float64) returning the input's activation type."""
+    def call(x: Tensor, *args: Any, **kwargs: Any) -> Tensor:
+        if args or kwargs:
+            raise InexactOperation(f"{fn.__name__} with extra arguments has no exact form")
+        return fn(x).to(activation_dtype(x))
+    return call
+
+
+def _reciprocal_sqrt(x: Tensor) -> Tensor:
+    return 1.0 / torch.sqrt(x)
+
+
+#: replacements, by the name torch.overrides.resolve_name gives the function
+_HANDLERS: dict[str, Callable] = {
+    "torch.nn.functional.conv2d": exact_conv2d,
+    "torch.conv2d": exact_conv2d,
+    "torch.nn.functional.linear": exact_linear,
+    "torch.addmm": exact_addmm,
+    "torch.matmul": exact_matmul,
+    "torch.Tensor.matmul": exact_matmul,
+    "torch.Tensor.__matmul__": exact_matmul,
+    "torch.nn.functional.layer_norm": exact_layer_norm,
+    "torch.softmax": exact_softmax,
+    "torch.Tensor.softmax": exact_softmax,
+    "torch.nn.functional.softmax": exact_softmax,
+    "torch.nn.functional.gelu": exact_gelu,
+    "torch.nn.functional.softplus": exact_softplus,
+    "torch.Tensor.__pow__": exact_pow,
+    "torch.pow": exact_pow,
+    "torch.Tensor.pow": exact_pow,
+    "torch.exp": _elementwise(elementary.exp),
+    "torch.Tensor.exp": _elementwise(elementary.exp),
+    "torch.sigmoid": _elementwise(elementary.sigmoid),
+    "torch.Tensor.sigmoid": _elementwise(elementary.sigmoid),
+    "torch.nn.functional.sigmoid": _elementwise(elementary.sigmoid),
+    "torch.tanh": _elementwise(elementary.tanh),
+    "torch.Tensor.tanh": _elementwise(elementary.tanh),
+    "torch.nn.functional.tanh": _elementwise(elementary.tanh),
+    "torch.rsqrt": _elementwise(_reciprocal_sqrt),
+    "torch.Tensor.rsqrt": _elementwise(_reciprocal_sqrt),
+    "torch.add": _without_alpha(torch.add),
+    "torch.Tensor.add": _without_alpha(torch.Tensor.add),
+    "torch.Tensor.add_": _without_alpha(torch.Tensor.add_),
+    "torch.sub": _without_alpha(torch.sub),
+    "torch.Tensor.sub": _without_alpha(torch.Tensor.sub),
+    "torch.Tensor.sub_": _without_alpha(torch.Tensor.sub_),
+}
+
+#: exact as they are: data movement, indexing, comparisons, and correctly rounded
+#: element-wise arithmetic (names as torch.overrides.resolve_name gives them)
+_SAFE_TENSOR_METHODS = """
+__getitem__ __setitem__ __invert__ __ior__ __iand__ __or__ __and__ __rsub__ __radd__
+__rmul__ __mul__ __add__ __sub__ __truediv__ __rtruediv__ __neg__ __abs__ __lt__ __le__
+__gt__ __ge__ __eq__ __ne__ __len__ __bool__ __index__ __int__ __float__ __format__ __hash__
+__repr__ __iter__ __imul__ __iadd__ __isub__ __itruediv__ __mod__ __floordiv__
+abs abs_ neg any all clamp clamp_ clamp_min clamp_max clone contiguous copy_ detach
+dim expand expand_as flatten floor floor_ ceil round index_select int long float double half
+bool masked_fill masked_fill_ mul mul_ div div_ ne eq lt le gt ge nonzero numel permute
+remainder repeat reshape reshape_as t tensor_split to tolist item transpose unbind view
+view_as chunk split narrow squeeze unsqueeze size stride is_contiguous data_ptr new_zeros
+new_full new_empty new_tensor zero_ fill_ amax amin max min maximum minimum sign sqrt
+where unflatten movedim gather scatter_ index_copy_ type_as cpu cuda is_floating_point
+element_size storage_offset untyped_storage requires_grad_ __array__ numpy logical_not
+logical_and logical_or bitwise_left_shift frexp count_nonzero unique argsort flip roll
+""".split()
+_SAFE_TENSOR_PROPERTIES = "shape device dtype is_cuda ndim data grad requires_grad is_sparse layout T names".split()
+_SAFE_FUNCTIONS = """
+torch.arange torch.as_tensor torch.tensor torch.bucketize torch.searchsorted torch.cat
+torch.concat torch.stack torch.empty torch.empty_like torch.zeros torch.zeros_like
+torch.ones torch.ones_like torch.full torch.full_like torch.functional.split torch.split
+torch.chunk torch.max torch.min torch.maximum torch.minimum torch.amax torch.amin torch.roll
+torch.round torch.floor torch.ceil torch.clamp torch.where torch.abs torch.neg torch.mul
+torch.div torch.sqrt torch.frexp torch.sign torch.meshgrid torch.functional.meshgrid
+torch.nn.functional.leaky_relu torch.nn.functional.relu torch.relu torch.nn.functional.pad
+torch.nn.functional.pixel_shuffle torch.pixel_shuffle torch.tensor_split torch.flatten
+torch.reshape torch.permute torch.transpose torch.index_select torch.gather torch.narrow
+torch.squeeze torch.unsqueeze torch.bitwise_left_shift torch.isfinite torch.isnan
+torch.logical_not torch.logical_and torch.logical_or torch.eq torch.ne torch.lt torch.gt torch.from_numpy
+torch.le torch.ge torch.nonzero torch.any torch.all torch.numel torch.clone
+""".split()
+_SAFE = frozenset(
+    [f"torch.Tensor.{m}" for m in _SAFE_TENSOR_METHODS]
+    + [f"torch.Tensor.{p}.__get__" for p in _SAFE_TENSOR_PROPERTIES]
+    + _SAFE_FUNCTIONS
+)
+
+
+_active = threading.local()
+
+
+def exact_arithmetic_active() -> bool:
+    """Whether the calling thread runs inside :class:`ExactArithmetic` (modes are per thread:
+    a worker thread must enter its own)."""
+    return getattr(_active, "depth", 0) > 0
+
+
+class ExactArithmetic(TorchFunctionMode):
+    """Run the enclosed torch code with platform-independent results (see the module doc).
+
+    Inputs may be any float type; results of the routed ops are float64. On CUDA, cuDNN is
+    switched off inside (its FFT/Winograd convolutions are not exact even on integers);
+    the native CUDA convolution is a matrix product, exact like the CPU's. cuDNN's switch
+    is process-wide: a worker thread inside the main thread's mode passes
+    ``switch_cudnn=False``.
+    """
+
+    def __init__(self, switch_cudnn: bool = True) -> None:
+        super().__init__()
+        self._names: dict[Any, str] = {}
+        self._cudnn: Any = torch.backends.cudnn.flags(enabled=False) if switch_cudnn else None
+
+    def __enter__(self) -> "ExactArithmetic":
+        if self._cudnn is not None:
+            self._cudnn.__enter__()
+        _active.depth = getattr(_active, "depth", 0) + 1
+        return super().__enter__()
+
+    def __exit__(self, *exc: Any) -> None:
+        try:
+            super().__exit__(*exc)
+        finally:
+            _active.depth -= 1
+            if self._cudnn is not None:
+                self._cudnn.__exit__(*exc)
+
+    def __torch_function__(self, func: Callable, types: Any, args: tuple = (), kwargs: dict | None = None) -> Any:
+        kwargs = kwargs or {}
+        name = self._names.get(func)
+        if name is None:
+            name = self._names[func] = resolve_name(func) or repr(func)
+        handler = _HANDLERS.get(name)
+        if handler is not None:
+            return handler(*args, **kwargs)
+        if name in _SAFE:
+            return func(*args, **kwargs)
+        raise InexactOperation(f"{name} has no platform-independent implementation in the exact "
+                               "entropy path (tcmcodec.exact.mode)")
