@@ -14,13 +14,13 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import io
+import json
 import os
 import re
 from pathlib import Path
 from typing import Any, Mapping
 
 import torch
-from compressai.models.base import get_scale_table
 from compressai.models.utils import remap_old_keys
 from torch import Tensor
 
@@ -35,8 +35,6 @@ DERIVED_BUFFERS = ("_quantized_cdf", "_offset", "_cdf_length", "scale_table")
 #: pedestal, the bottleneck's quantile targets. Not stored, and loading keeps the constructed
 #: values (hashed as such): float16 storage turned the likelihood floor into 0 (log2 0 = -inf).
 CONSTANT_BUFFERS = ("bound", "pedestal", "scale_bound", "target")
-#: the Gaussian conditional's scale table (built from the config's scale_min/max/levels)
-SCALE_TABLE_KEY = "gaussian_conditional.scale_table"
 #: what inference files leave out
 NOT_STORED = DERIVED_BUFFERS + CONSTANT_BUFFERS
 
@@ -156,30 +154,23 @@ def name_preset(config: TCMConfig) -> TCMConfig:
     return config
 
 
-def _hashes_derived(key: str, value: Tensor) -> bool:
-    """Whether derived buffer ``key`` is part of the weights' identity: only a Gaussian scale
-    table other than CompressAI's default, since it changes the bitstream (the CDFs follow
-    from the parameters and the table). Default tables are left out, so hashes stay as they
-    were before tables could be chosen."""
-    if key.rsplit(".", 1)[-1] != "scale_table" or value.numel() == 0:
-        return False
-    default = get_scale_table()
-    return value.shape != default.shape or not torch.allclose(value.detach().float().cpu(), default)
+def weights_hash(state: Mapping[str, Tensor], config: TCMConfig) -> str:
+    """Short sha256 (16 hex digits) of a model's identity: its learned tensors as stored
+    (float values as float32, which float16 storage converts to exactly) and its config
+    (all fields but the name, as sorted JSON).
 
-
-def weights_hash(state: Mapping[str, Tensor]) -> str:
-    """Short sha256 (16 hex digits) of a model's parameters, ignoring derived buffers
-    (except a non-default scale table, which changes the bitstream).
-
-    Identifies the weights in ``.tcm`` files and exported file names.
+    Nothing computed at load time enters it (derived tables, architecture constants), so
+    every computer gets the same hash from the same file. Identifies the weights in
+    ``.tcm`` files and exported file names.
     """
     digest = hashlib.sha256()
+    settings = {k: v for k, v in config.to_dict().items() if k != "name"}
+    digest.update(json.dumps(settings, sort_keys=True).encode())
     for key in sorted(state):
-        if key.rsplit(".", 1)[-1] in DERIVED_BUFFERS and not _hashes_derived(key, state[key]):
+        if not is_stored(key):
             continue
         tensor = state[key].detach().to("cpu").contiguous()
         digest.update(key.encode())
-        digest.update(str(tensor.dtype).encode())
         digest.update(str(tuple(tensor.shape)).encode())
         digest.update(tensor.float().numpy().tobytes() if tensor.is_floating_point() else tensor.numpy().tobytes())
     return digest.hexdigest()[:16]
@@ -203,9 +194,12 @@ def model_from_state_dict(state: Mapping[str, Tensor], config: TCMConfig | None 
     if missing or unexpected:
         detail = f"missing {missing[:3]}" if missing else f"unexpected {unexpected[:3]}"
         raise ModelNotFoundError(f"checkpoint does not match the TCM architecture ({detail})")
-    model.update(force=True)
+    try:
+        model.update(force=True)
+    except ValueError as exc:
+        raise ModelNotFoundError(f"checkpoint cannot code: {exc}") from None
     model.eval()
-    model.weights_hash = weights_hash(model.state_dict())  # type: ignore[attr-defined]
+    model.weights_hash = weights_hash(model.state_dict(), config)  # type: ignore[attr-defined]
     return model
 
 
@@ -220,7 +214,13 @@ def load_learned_state(model: torch.nn.Module, state: Mapping[str, Tensor]) -> N
 
 
 def load_checkpoint(path: str | os.PathLike) -> TCM:
-    """Load any supported checkpoint file (ours or the authors') as a ready model."""
+    """Load any supported checkpoint file (ours or the authors') as a ready model.
+
+    The authors' checkpoints (no config of ours in the file) code with the float entropy
+    path by default (``exact_entropy = False``): their bitstreams then follow the reference
+    implementation's arithmetic, at the price of decoding only on the kind of computer that
+    wrote them; ``exact=True`` codes them portably.
+    """
     data = read_checkpoint(path)
     state = extract_state_dict(data)
     config = None
@@ -229,7 +229,9 @@ def load_checkpoint(path: str | os.PathLike) -> TCM:
             config = TCMConfig.from_dict(data["config"])
         except (TypeError, ValueError) as exc:
             raise ModelNotFoundError(f"checkpoint {path} has an invalid config: {exc}") from None
-    return model_from_state_dict(state, config)
+    model = model_from_state_dict(state, config)
+    model.exact_entropy = config is not None
+    return model
 
 
 def average_models(models: list[TCM], config: TCMConfig | None = None) -> TCM:
@@ -275,12 +277,8 @@ def export_weights(model: TCM, out: str | os.PathLike, *, half: bool = False,
         for k, v in model.state_dict().items()
         if is_stored(k)
     }
-    # the hash names what a decoder will compute: the weights as they will be loaded, with
-    # the architecture constants they are loaded with (so fp32 weights keep the hash they had
-    # when the constants were stored)
-    constants = {k: v for k, v in model.state_dict().items() if is_constant(k)}
-    constants[SCALE_TABLE_KEY] = model.scale_table()  # as the loader's update() will build it
-    digest = weights_hash({**constants, **{k: v.float() if v.is_floating_point() else v for k, v in state.items()}})
+    # the hash names what a decoder will compute: the weights as they will be loaded
+    digest = weights_hash(state, model.config)
     out = Path(out)
     if out.is_dir():
         out = out / f"{model.config.name}-{digest}.pt"

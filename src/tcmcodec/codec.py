@@ -19,7 +19,9 @@ from PIL import Image
 
 from tcmcodec import container, image_io, zoo
 from tcmcodec.checkpoints import load_checkpoint
-from tcmcodec.config import HYPER_LATENT_STRIDE, LATENT_STRIDE
+from tcmcodec.coding.latent_coder import platform_kind
+from tcmcodec.coding.range_coder import CorruptStream
+from tcmcodec.config import HYPER_LATENT_STRIDE
 from tcmcodec.errors import FormatError, ModelMismatchError, ModelNotFoundError, TcmError
 from tcmcodec.image_io import DEFAULT_MAX_PIXELS
 from tcmcodec.model import TCM
@@ -88,11 +90,10 @@ def resolve_model(model: ModelLike) -> TCM:
         if not hasattr(model, "weights_hash"):
             from tcmcodec.checkpoints import weights_hash
 
-            model.weights_hash = weights_hash(model.state_dict())  # type: ignore[attr-defined]
+            model.weights_hash = weights_hash(model.state_dict(), model.config)  # type: ignore[attr-defined]
         if not hasattr(model, "model_name"):
             _attach_identity(model, model.config.name)
-        if model.gaussian_conditional._quantized_cdf.numel() == 0:
-            model.update(force=True)
+        model.update()  # builds the coding tables unless they are there
         return model.eval()
     return load_model(model)
 
@@ -195,7 +196,9 @@ def prepare_input(image: Any, net: TCM, *, max_pixels: int | None = DEFAULT_MAX_
 def pack_result(net: TCM, prepared: PreparedInput, out: dict, quality: int) -> EncodeResult:
     """The ``.tcm`` file of what :meth:`TCM.compress` returned for ``prepared`` at ``quality``."""
     (y_string,), z_strings = out["strings"][0], out["strings"][1]
+    (y_check,), (z_check,) = out["checks"][0], out["checks"][1]
     z_h, z_w = (int(v) for v in out["shape"])
+    exact = bool(out["exact"])
     loaded = prepared.loaded
     width, height = prepared.size
     stream = container.TcmStream(
@@ -206,6 +209,9 @@ def pack_result(net: TCM, prepared: PreparedInput, out: dict, quality: int) -> E
         latent_shapes=((z_h, z_w),),
         strings=(y_string, z_strings[0]),
         alpha=image_io.encode_alpha(loaded.alpha) if loaded.alpha is not None else None,
+        checks=(y_check, z_check),
+        numerics="exact" if exact else "float",
+        platform="" if exact else platform_kind(prepared.x.device),
     )
     return EncodeResult(container.pack(stream), width, height, loaded.mode, quality, list(loaded.warnings))
 
@@ -263,25 +269,6 @@ def _model_for(stream: container.TcmStream, model: ModelLike) -> TCM:
     return net
 
 
-#: the rANS decoder reads ahead by at most this many bytes per coded symbol in a run of zeros
-_RANS_BYTES_PER_SYMBOL = 4
-
-
-def _bounded_string(string: bytes, symbols: int) -> bytes:
-    """``string`` followed by enough zero bytes that decoding ``symbols`` symbols from it never
-    reads past the end of the buffer.
-
-    CompressAI's ``RansDecoder`` does no bounds checking: on a crafted or corrupted string
-    it reads past the end of its buffer (leaking heap bytes into the image, or crashing the
-    process with a segfault when the run goes far enough, e.g. a long run of 0xff bytes
-    in escape/bypass mode). Valid strings are consumed exactly, so trailing bytes change
-    nothing for them. Past the string, zero bytes stop the bypass loop at once, and each
-    symbol reads at most one 32-bit word; a bypass run over 0xff bytes of the string itself
-    can read at most 15 bytes past the end per byte of the run. Hence the bound below.
-    """
-    return string + bytes(16 * len(string) + _RANS_BYTES_PER_SYMBOL * symbols + 65536)
-
-
 def decode_stream(stream: container.TcmStream, model: ModelLike = None) -> Image.Image:
     """Decode a parsed stream to a PIL image in the original size and mode."""
     net = _model_for(stream, model)
@@ -298,18 +285,34 @@ def decode_stream(stream: container.TcmStream, model: ModelLike = None) -> Image
     level = zoo.quality_to_level(stream.quality, net.rate_levels) if net.rate_levels else None
     tiling = plan_for(net.config.width, multiple)
     tune_allocator(padded_h * padded_w)
-    ratio = HYPER_LATENT_STRIDE // LATENT_STRIDE
-    y_string = _bounded_string(stream.strings[0], net.config.M * z_h * ratio * z_w * ratio)
-    z_string = _bounded_string(stream.strings[1], net.config.hyper_channels * z_h * z_w)
+    exact = stream.numerics == "exact"
     try:
         with torch.inference_mode():
-            out = net.decompress([[y_string], [z_string]], (z_h, z_w), level, tiling)
-    except (RuntimeError, ValueError, IndexError) as exc:
+            out = net.decompress([[stream.strings[0]], [stream.strings[1]]], (z_h, z_w), level, tiling, exact=exact)
+    except CorruptStream as exc:
         raise FormatError(f"entropy-coded data cannot be decoded: {exc}") from None
+    decoded = (out["checks"][0][0], out["checks"][1][0])
+    if decoded != stream.checks:
+        raise FormatError(_symbol_mismatch(stream, next(net.parameters()).device))
     x_hat = image_io.crop_tensor(out["x_hat"].cpu(), stream.pad)
     rgb = image_io.from_tensor(x_hat)
     alpha = image_io.decode_alpha(stream.alpha, stream.width, stream.height) if stream.alpha is not None else None
     return image_io.to_pil(rgb, stream.mode, alpha)
+
+
+def _symbol_mismatch(stream: container.TcmStream, device: torch.device) -> str:
+    """Why decoded symbols can differ from the encoder's, for the error message."""
+    if stream.numerics == "float":
+        here = platform_kind(device)
+        if here != stream.platform:
+            return (f"the decoded symbols differ from the encoder's: this file was coded with float "
+                    f"numerics on {stream.platform}, and this computer ({here}) computes other "
+                    "probabilities; decode it on that kind of computer, or re-encode the image with "
+                    "exact numerics")
+        return ("the decoded symbols differ from the encoder's (float numerics on this kind of "
+                "computer): the file is damaged, or the PyTorch build computes other bits")
+    return ("the decoded symbols differ from the encoder's: the file is damaged or was written "
+            "by an incompatible tcmcodec")
 
 
 def decode(data: bytes, model: ModelLike = None, *,

@@ -7,10 +7,12 @@ layout, version policy and validation rules are documented in
 
     magic "\\x89TCM" | version u8 | flags u8 | mode u8 | quality u8
     | weights hash (8 raw bytes) | model-name length u8 | model name (utf-8)
+    | numerics u8 | [float numerics: platform length u8 | platform (ascii)]
     | varints: width, height, pad left, right, top, bottom
     | u8 latent-shape count k | 2k varints (h, w)
-    | u8 string count m | m varints (string lengths) | [varint alpha length]
-    | the m strings | [alpha bytes] | CRC-32 (u32 LE) of everything before it
+    | u8 string count m | m varints (string lengths) | m symbol checks (u32 LE)
+    | [varint alpha length] | the m strings | [alpha bytes]
+    | CRC-32 (u32 LE) of everything before it
 
 Every integer wider than a byte is an unsigned LEB128 varint (canonical, at
 most 5 bytes, below 2**32) or explicitly little-endian.  :func:`parse` accepts
@@ -38,6 +40,8 @@ __all__ = [
     "MAX_STRINGS",
     "MAX_LATENT_SHAPES",
     "MAX_MODEL_NAME_BYTES",
+    "MAX_PLATFORM_BYTES",
+    "NUMERICS",
     "TcmStream",
     "pack",
     "parse",
@@ -48,8 +52,13 @@ __all__ = [
 MAGIC = b"\x89TCM"
 """The first four bytes of every ``.tcm`` file (the 0x89 byte catches 7-bit transfers)."""
 
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2
 """The only format version this module writes and reads."""
+
+NUMERICS: tuple[str, ...] = ("float", "exact")
+"""How the entropy parameters were computed, in the order of their one-byte codes:
+``"float"`` (the networks in float32: bound to the kind of computer that wrote the file,
+which the header names) and ``"exact"`` (:mod:`tcmcodec.exact`: decodes everywhere)."""
 
 MODES: tuple[str, ...] = ("RGB", "L", "RGBA", "LA")
 """Colour modes in the order of their one-byte codes (0, 1, 2, 3)."""
@@ -68,12 +77,14 @@ MAX_LATENT_DIM = 2**16
 MAX_STRINGS = 16
 MAX_LATENT_SHAPES = 16
 MAX_MODEL_NAME_BYTES = 64
+MAX_PLATFORM_BYTES = 32
 
 _FLAG_ALPHA = 0x01
 _KNOWN_FLAGS = _FLAG_ALPHA
 
 _FIXED = struct.Struct("<4sBBBB8sB")  # magic, version, flags, mode, quality, hash, name length
 _CRC = struct.Struct("<I")
+_CHECK = struct.Struct("<I")
 _MAX_VARINT_BYTES = 5
 _HEX = frozenset("0123456789abcdef")
 
@@ -107,12 +118,20 @@ class TcmStream:
     """Entropy-coded strings in order, 1..16 of them."""
     alpha: bytes | None = None
     """Losslessly coded alpha plane (present exactly when mode is RGBA or LA)."""
+    checks: tuple[int, ...] = ()
+    """One CRC-32 of the decoded symbols per string (a decoder compares its own)."""
+    numerics: str = "exact"
+    """How the entropy parameters were computed: one of :data:`NUMERICS`."""
+    platform: str = ""
+    """For ``"float"`` numerics, the kind of computer that wrote the file (e.g.
+    ``cpu-avx512``); empty for ``"exact"``."""
 
     def __post_init__(self) -> None:
         try:
             pad = tuple(self.pad)
             shapes = tuple(tuple(s) for s in self.latent_shapes)
             strings = tuple(self.strings)
+            checks = tuple(self.checks)
         except TypeError as exc:
             raise FormatError(f"invalid stream field: {exc}") from None
         if not all(isinstance(s, (bytes, bytearray, memoryview)) for s in strings):
@@ -127,6 +146,7 @@ class TcmStream:
         object.__setattr__(self, "latent_shapes", shapes)
         object.__setattr__(self, "strings", strings)
         object.__setattr__(self, "alpha", alpha)
+        object.__setattr__(self, "checks", checks)
         _validate(self)
 
     @property
@@ -200,6 +220,17 @@ def _validate(s: TcmStream) -> None:
     for v in (*(len(x) for x in s.strings), len(s.alpha or b"")):
         if v >= 2**32:
             raise FormatError("invalid stream: a string is 4 GiB or larger")
+    if len(s.checks) != len(s.strings):
+        raise FormatError(f"invalid symbol checks: {len(s.checks)} for {len(s.strings)} strings")
+    for check in s.checks:
+        _check_range("symbol check", check, 0, 2**32 - 1)
+    if s.numerics not in NUMERICS:
+        raise FormatError(f"invalid numerics {s.numerics!r}: must be one of {', '.join(NUMERICS)}")
+    if not isinstance(s.platform, str) or not s.platform.isascii() or not s.platform.isprintable():
+        raise FormatError("invalid platform: must be printable ASCII")
+    if (s.numerics == "float") != bool(s.platform) or len(s.platform) > MAX_PLATFORM_BYTES:
+        raise FormatError(f"invalid platform {s.platform!r}: float numerics name the platform "
+                          f"(1..{MAX_PLATFORM_BYTES} bytes), exact numerics none")
 
 
 # --------------------------------------------------------------------------- varints
@@ -284,13 +315,17 @@ def pack(stream: TcmStream) -> bytes:
             len(name),
         ),
         name,
+        bytes([NUMERICS.index(stream.numerics)]),
     ]
+    if stream.platform:
+        parts += [bytes([len(stream.platform)]), stream.platform.encode("ascii")]
     ints = [stream.width, stream.height, *stream.pad]
     parts += [_varint(v) for v in ints]
     parts.append(bytes([len(stream.latent_shapes)]))
     parts += [_varint(v) for shape in stream.latent_shapes for v in shape]
     parts.append(bytes([len(stream.strings)]))
     parts += [_varint(len(s)) for s in stream.strings]
+    parts += [_CHECK.pack(check) for check in stream.checks]
     if stream.alpha is not None:
         parts.append(_varint(len(stream.alpha)))
     parts += stream.strings
@@ -338,10 +373,17 @@ def parse(data: bytes | bytearray | memoryview, *, max_pixels: int | None = None
                 f"the file uses .tcm format version {version}, but this tcmcodec reads "
                 f"version {FORMAT_VERSION} only; upgrade tcmcodec to decode it"
             )
+        if version == 1:
+            raise FormatError(
+                "the file uses .tcm format version 1, whose probabilities depend on the CPU that "
+                "wrote it; this tcmcodec reads version 2: re-encode the original image, or decode "
+                "it with tcmcodec 0.1 on that computer"
+            )
         raise FormatError(
             f"unsupported .tcm format version {version}; this tcmcodec reads version {FORMAT_VERSION}"
         )
-    min_size = _FIXED.size + 1 + 6 + 1 + 1 + 1 + _CRC.size  # name >= 1 byte, 6 varints, 2 counts, 1 string length
+    # name >= 1 byte, numerics, 6 varints, 2 counts, 1 string length, 1 check
+    min_size = _FIXED.size + 1 + 1 + 6 + 1 + 1 + 1 + _CHECK.size + _CRC.size
     if n < min_size:
         raise FormatError(
             f"file is truncated: {n} bytes is shorter than the smallest .tcm file ({min_size} bytes)"
@@ -386,6 +428,12 @@ def parse(data: bytes | bytearray | memoryview, *, max_pixels: int | None = None
         name = fields["name"].decode("utf-8")
     except UnicodeDecodeError:
         raise FormatError("invalid model name: not valid utf-8") from None
+    if fields["numerics"] >= len(NUMERICS):
+        raise FormatError(f"invalid numerics code {fields['numerics']} (known: 0..{len(NUMERICS) - 1})")
+    try:
+        platform = fields["platform"].decode("ascii")
+    except UnicodeDecodeError:
+        raise FormatError("invalid platform: not ASCII") from None
     width, height = fields["width"], fields["height"]
     pos = fields["payload_start"]
     strings = []
@@ -404,6 +452,9 @@ def parse(data: bytes | bytearray | memoryview, *, max_pixels: int | None = None
         latent_shapes=fields["shapes"],
         strings=tuple(strings),
         alpha=alpha,
+        checks=fields["checks"],
+        numerics=NUMERICS[fields["numerics"]],
+        platform=platform,
     )
     if max_pixels is not None and width * height > max_pixels:
         raise FormatError(
@@ -419,6 +470,8 @@ def _read_header(data: bytes, end: int) -> dict:
     name = r.take(name_len)
     if name_len == 0:
         raise _Malformed("empty model name")
+    numerics = r.u8()
+    platform = r.take(r.u8()) if numerics == NUMERICS.index("float") else b""
     width, height = r.varint(), r.varint()
     pad = tuple(r.varint() for _ in range(4))
     n_shapes = r.u8()
@@ -429,6 +482,7 @@ def _read_header(data: bytes, end: int) -> dict:
     if not 1 <= n_strings <= MAX_STRINGS:
         raise _Malformed(f"string count {n_strings}, must be 1..{MAX_STRINGS}")
     lengths = [r.varint() for _ in range(n_strings)]
+    checks = tuple(_CHECK.unpack(r.take(_CHECK.size))[0] for _ in range(n_strings))
     alpha_len = r.varint() if flags & _FLAG_ALPHA else 0
     return {
         "flags": flags,
@@ -436,6 +490,9 @@ def _read_header(data: bytes, end: int) -> dict:
         "quality": quality,
         "hash": hash8,
         "name": name,
+        "numerics": numerics,
+        "platform": platform,
+        "checks": checks,
         "width": width,
         "height": height,
         "pad": pad,
@@ -451,10 +508,12 @@ def iter_fields(stream: TcmStream) -> Iterable[tuple[str, object]]:
     yield "format version", FORMAT_VERSION
     yield "model", stream.model_name
     yield "weights hash", stream.weights_hash
+    yield "numerics", stream.numerics + (f" (bound to {stream.platform})" if stream.platform else " (decodes everywhere)")
     yield "quality", stream.quality
     yield "size", f"{stream.width}x{stream.height}"
     yield "mode", stream.mode
     yield "padding (l, r, t, b)", stream.pad
     yield "latent shapes", stream.latent_shapes
     yield "string lengths", tuple(len(s) for s in stream.strings)
+    yield "symbol checks", tuple(f"{c:08x}" for c in stream.checks)
     yield "alpha bytes", len(stream.alpha) if stream.alpha is not None else 0

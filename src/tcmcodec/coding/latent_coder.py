@@ -170,3 +170,15 @@ def _entropy_path(model: "TCM", z_hat: Tensor, rate: float | Tensor | None, exac
         means, scales = model.hyper_parameters(z_hat.double() if exact else z_hat, rate, parallel)
         y_hat = model._slice_loop(means, scales, quantize, parallel)
     return y_hat.float()
+
+
+def platform_kind(device: torch.device | str = "cpu") -> str:
+    """The kind of computer the float numerics are bound to, as a ``.tcm`` header names it:
+    the CPU kernel set (or CUDA with its compute capability) and the PyTorch release."""
+    device = torch.device(device)
+    if device.type == "cuda":
+        major, minor = torch.cuda.get_device_capability(device)
+        kind = f"cuda-sm{major}{minor}"
+    else:
+        kind = f"{device.type}-{torch.backends.cpu.get_cpu_capability().lower()}"
+    return f"{kind}/torch-{torch.__version__.split('+')[0]}"
