@@ -12,6 +12,7 @@ the optimised model against it.
 from __future__ import annotations
 
 import contextlib
+import copy
 
 import torch
 import torch.nn.functional as F
@@ -148,8 +149,23 @@ def reference_forward(model, x: Tensor) -> dict:
     return {"x_hat": x_hat, "likelihoods": {"y": torch.cat(y_likelihood, dim=1), "z": z_likelihoods}}
 
 
+def _with_compressai_tables(model):
+    """A copy of ``model`` with CompressAI's own CDF tables (its ``update``), as the
+    reference implementation codes with them."""
+    from compressai.models import CompressionModel
+    from compressai.models.base import get_scale_table
+
+    tables = copy.deepcopy(model)
+    cfg = model.config
+    CompressionModel.update(tables, scale_table=get_scale_table(cfg.scale_min, cfg.scale_max, cfg.scale_levels),
+                            force=True)
+    return tables
+
+
 def reference_compress(model, x: Tensor) -> dict:
-    """The reference's compress: symbols and indexes through Python lists, one rANS string."""
+    """The reference's compress: symbols and indexes through Python lists, one rANS string
+    (CompressAI's coder and tables); also the symbols, indexes and the ŷ the decoder rebuilds."""
+    model = _with_compressai_tables(model)
     gc = model.gaussian_conditional
     with straightforward_layers():
         y = model.g_a(x)
@@ -162,7 +178,7 @@ def reference_compress(model, x: Tensor) -> dict:
         cdf_lengths = gc.cdf_length.reshape(-1).int().tolist()
         offsets = gc.offset.reshape(-1).int().tolist()
         encoder = BufferedRansEncoder()
-        symbols_list, indexes_list, y_hat_slices = [], [], []
+        symbols_list, indexes_list, y_hat_slices, scales = [], [], [], []
         for i, y_slice in enumerate(y.chunk(model.config.num_slices, 1)):
             mean_support, mu, scale = _slice_params(model, i, latent_means, latent_scales, y_hat_slices)
             index = gc.build_indexes(scale)
@@ -170,35 +186,16 @@ def reference_compress(model, x: Tensor) -> dict:
             y_hat_slice = y_q_slice + mu
             symbols_list.extend(y_q_slice.reshape(-1).tolist())
             indexes_list.extend(index.reshape(-1).tolist())
+            scales.append(scale)
             lrp = model.lrp_transforms[i](torch.cat([mean_support, y_hat_slice], dim=1))
             y_hat_slices.append(y_hat_slice + 0.5 * torch.tanh(lrp))
         encoder.encode_with_indexes(symbols_list, indexes_list, cdf, cdf_lengths, offsets)
         y_string = encoder.flush()
-    return {"strings": [[y_string], z_strings], "shape": z.size()[-2:]}
+    return {"strings": [[y_string], z_strings], "shape": z.size()[-2:], "symbols": symbols_list,
+            "scales": torch.cat(scales, dim=1), "y_hat": torch.cat(y_hat_slices, dim=1)}
 
 
-def reference_decompress(model, strings, shape) -> dict:
-    """The reference's decompress: one rANS stream, slice by slice, lists in and out."""
-    from compressai.ans import RansDecoder
-
-    gc = model.gaussian_conditional
+def reference_synthesis(model, y_hat: Tensor) -> Tensor:
+    """The reference's decoder output from ŷ: g_s, clamped."""
     with straightforward_layers():
-        z_hat = model.entropy_bottleneck.decompress(strings[1], shape)
-        latent_scales = model.h_scale_s(z_hat)
-        latent_means = model.h_mean_s(z_hat)
-        cdf = gc.quantized_cdf.tolist()
-        cdf_lengths = gc.cdf_length.reshape(-1).int().tolist()
-        offsets = gc.offset.reshape(-1).int().tolist()
-        decoder = RansDecoder()
-        decoder.set_stream(strings[0][0])
-        y_hat_slices = []
-        for i in range(model.config.num_slices):
-            mean_support, mu, scale = _slice_params(model, i, latent_means, latent_scales, y_hat_slices)
-            index = gc.build_indexes(scale)
-            rv = decoder.decode_stream(index.reshape(-1).tolist(), cdf, cdf_lengths, offsets)
-            rv = torch.tensor(rv).reshape(mu.shape)
-            y_hat_slice = gc.dequantize(rv, mu)
-            lrp = model.lrp_transforms[i](torch.cat([mean_support, y_hat_slice], dim=1))
-            y_hat_slices.append(y_hat_slice + 0.5 * torch.tanh(lrp))
-        x_hat = model.g_s(torch.cat(y_hat_slices, dim=1)).clamp_(0, 1)
-    return {"x_hat": x_hat}
+        return model.g_s(y_hat).clamp_(0, 1)

@@ -46,11 +46,13 @@ def test_every_checkpoint_layout_loads_to_the_same_ready_model(tmp_path, tiny_mo
     torch.save(LAYOUTS[layout](tiny_model.state_dict()), path)
     model = tcmcodec.load_model(path)
     assert not model.training
-    assert model.gaussian_conditional._quantized_cdf.numel() > 0
+    assert model._coding_tables is not None  # built on load
     assert model.config.name == "tcm-tiny"
-    assert model.weights_hash == weights_hash(tiny_model.state_dict())
+    assert model.weights_hash == weights_hash(tiny_model.state_dict(), tiny_model.config)
+    assert not model.exact_entropy  # the authors' layout: their float arithmetic by default
     x = torch.rand(1, 3, 128, 128)
-    assert model.compress(x)["strings"] == tiny_model.compress(x)["strings"]
+    for exact in (False, True):
+        assert model.compress(x, exact=exact)["strings"] == tiny_model.compress(x, exact=exact)["strings"]
 
 
 @pytest.mark.parametrize("preset", ["tcm-s", "tcm-tiny"])
@@ -117,10 +119,11 @@ def test_architecture_constants_survive_fp16_export_and_zeroed_files(tmp_path, t
     from_old = load_checkpoint(tmp_path / "old.pt")
     assert all(torch.equal(v, expected[k]) for k, v in constants(from_old).items())
     assert from_old.weights_hash == loaded.weights_hash == digest
-    # fp32 weights keep the hash of their full state, constants included (as before they
-    # were left out of the files), so .tcm files made with them still decode
+    # the hash covers the learned tensors and the config, not the constants
     _, full = export_weights(tiny_vr_model, tmp_path / "full.pt")
-    assert full == weights_hash(tiny_vr_model.state_dict()) == load_checkpoint(tmp_path / "full.pt").weights_hash
+    config = tiny_vr_model.config
+    assert full == weights_hash(tiny_vr_model.state_dict(), config) == load_checkpoint(tmp_path / "full.pt").weights_hash
+    assert weights_hash(from_old.state_dict(), config) == digest
 
 
 def test_export_of_several_checkpoints_is_the_mean_of_their_weights(tmp_path, capsys):

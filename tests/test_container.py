@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import struct
 import subprocess
 import sys
@@ -33,6 +34,9 @@ def typical(**overrides) -> TcmStream:
         alpha=None,
     )
     fields.update(overrides)
+    if "checks" not in overrides:
+        strings = fields["strings"]
+        fields["checks"] = tuple(0x1000 + i for i in range(len(strings))) if isinstance(strings, (tuple, list)) else ()
     return TcmStream(**fields)
 
 
@@ -63,14 +67,19 @@ def raw_stream(
     alpha=None,
     lengths=None,
     n_strings=None,
+    numerics=1,
+    platform=b"",
+    checks=None,
     fix_crc=True,
 ) -> bytes:
     """Bytes laid out exactly as docs/format.md says, with any field forced."""
     body = magic + bytes([version, flags, mode, quality]) + hash8 + bytes([len(name)]) + name
+    body += bytes([numerics]) + (bytes([len(platform)]) + platform if numerics == 0 else b"")
     body += b"".join(varint(v) if isinstance(v, int) else v for v in ints)
     body += bytes([len(shapes)]) + b"".join(varint(h) + varint(w) for h, w in shapes)
     body += bytes([len(strings) if n_strings is None else n_strings])
     body += b"".join(varint(n) for n in (lengths or [len(s) for s in strings]))
+    body += b"".join(struct.pack("<I", c) for c in (checks if checks is not None else range(len(strings))))
     if alpha is not None:
         body += varint(len(alpha))
     body += b"".join(strings) + (alpha or b"")
@@ -97,24 +106,33 @@ def test_pack_then_parse_returns_the_same_stream():
 
 
 def test_pack_writes_the_documented_byte_layout():
-    s = typical(mode="LA", alpha=b"AAA", quality=7, weights_hash="a1b2c3d4e5f60718")
+    s = typical(mode="LA", alpha=b"AAA", quality=7, weights_hash="a1b2c3d4e5f60718", checks=(7, 2**32 - 1))
     expected = raw_stream(
         flags=1, mode=3, quality=7, hash8=bytes.fromhex("a1b2c3d4e5f60718"), name=b"tcm-s",
-        ints=(768, 512, 32, 32, 0, 0), shapes=((12, 16),), strings=s.strings, alpha=b"AAA",
+        ints=(768, 512, 32, 32, 0, 0), shapes=((12, 16),), strings=s.strings, alpha=b"AAA", checks=(7, 2**32 - 1),
     )
     data = pack(s)
     assert data == expected
-    assert data[:4] == b"\x89TCM" and data[4] == 1 and data[5] == 1 and data[6] == 3 and data[7] == 7
+    assert data[:4] == b"\x89TCM" and data[4] == 2 and data[5] == 1 and data[6] == 3 and data[7] == 7
     assert data[8:16] == bytes.fromhex("a1b2c3d4e5f60718") and data[16] == 5 and data[17:22] == b"tcm-s"
+    assert data[22] == 1  # exact numerics
     assert struct.unpack("<I", data[-4:])[0] == zlib.crc32(data[:-4])
+
+
+def test_float_numerics_name_the_platform_in_the_header():
+    s = typical(numerics="float", platform="cpu-avx2/torch-2.14.1")
+    data = pack(s)
+    assert data[22] == 0 and data[23] == len(s.platform) and data[24 : 24 + data[23]] == b"cpu-avx2/torch-2.14.1"
+    assert data == raw_stream(hash8=bytes.fromhex(s.weights_hash), ints=(768, 512, 32, 32, 0, 0), shapes=((12, 16),),
+                              quality=3, strings=s.strings, checks=s.checks, numerics=0, platform=b"cpu-avx2/torch-2.14.1")
+    assert parse(data) == s
 
 
 def test_typical_header_overhead_is_small():
     s = typical()  # 768x512, one latent shape, two strings of 1024 and 70 bytes
     overhead = len(pack(s)) - s.payload_size
-    assert overhead == container.header_size(s) == 41  # 17 fixed + 5 name + 8 size/pad + 3 shape + 4 strings + 4 CRC
-    # without the model name (5 bytes) and the two string lengths (3 bytes)
-    assert overhead - 5 - 3 < 40
+    # 17 fixed + 5 name + 1 numerics + 8 size/pad + 3 shape + 4 strings + 8 checks + 4 CRC
+    assert overhead == container.header_size(s) == 50
 
 
 def test_parse_accepts_bytearray_and_memoryview():
@@ -141,10 +159,15 @@ def test_container_does_not_import_torch():
         mode=st.sampled_from(["RGB", "L"]),
         pad=st.tuples(*[st.integers(0, 2**16)] * 4),
         latent_shapes=st.lists(st.tuples(st.integers(1, 2**16), st.integers(1, 2**16)), max_size=16).map(tuple),
-        strings=st.lists(st.binary(max_size=300), min_size=1, max_size=16).map(tuple),
-    )
+        strings=st.just((b"",)),
+        checks=st.just((0,)),
+    ),
+    st.lists(st.tuples(st.binary(max_size=300), st.integers(0, 2**32 - 1)), min_size=1, max_size=16),
+    st.one_of(st.just(""), st.text(st.characters(min_codepoint=32, max_codepoint=126), min_size=1, max_size=32)),
 )
-def test_any_valid_stream_round_trips(s):
+def test_any_valid_stream_round_trips(base, strings, platform):
+    s = dataclasses.replace(base, strings=tuple(v for v, _ in strings), checks=tuple(c for _, c in strings),
+                            numerics="float" if platform else "exact", platform=platform)
     assert parse(pack(s)) == s
 
 
@@ -190,10 +213,18 @@ def test_parse_rejects_bad_magic():
         parse(b"x")
 
 
+def test_version_1_files_are_refused_with_what_to_do():
+    data = bytearray(pack(typical()))
+    data[4] = 1
+    with pytest.raises(FormatError, match=r"version 1, whose probabilities depend on the CPU.*re-encode") as info:
+        parse(bytes(data))
+    assert "\n" not in str(info.value)
+
+
 def test_parse_rejects_newer_version_naming_the_supported_one():
     data = bytearray(pack(typical()))
     data[4] = FORMAT_VERSION + 1
-    with pytest.raises(FormatError, match=r"version 2.*reads version 1.*upgrade tcmcodec"):
+    with pytest.raises(FormatError, match=r"version 3.*reads version 2 only.*upgrade tcmcodec"):
         parse(bytes(data))
     data[4] = 0
     with pytest.raises(FormatError, match="unsupported .tcm format version 0"):
@@ -294,6 +325,10 @@ def test_absurd_string_length_claim_is_rejected_without_allocating():
         (dict(ints=(b"\x90\x00", 16, 0, 0, 0, 0)), "non-canonical varint"),
         (dict(ints=(b"\x80\x80\x80\x80\x80\x01", 16, 0, 0, 0, 0)), "varint longer than 5 bytes"),
         (dict(ints=(b"\xff\xff\xff\xff\x1f", 16, 0, 0, 0, 0)), "varint out of range"),
+        (dict(numerics=2), "invalid numerics code 2"),
+        (dict(numerics=0, platform=b""), "float numerics name the platform"),
+        (dict(numerics=0, platform=b"cpu\x01"), "printable ASCII"),
+        (dict(numerics=0, platform=b"cpu\xff"), "not ASCII"),
     ],
 )
 def test_each_invalid_field_is_rejected_with_a_message_naming_it(kwargs, message):
@@ -337,6 +372,12 @@ def test_errors_are_one_line():
         (dict(latent_shapes=((1, 2, 3),)), "latent shape"),
         (dict(mode="RGBA"), "needs an alpha plane"),
         (dict(alpha=b"\x00"), "no transparency"),
+        (dict(checks=(1,)), "1 for 2 strings"),
+        (dict(checks=(1, 2**32)), "symbol check"),
+        (dict(numerics="fast"), "numerics"),
+        (dict(numerics="float"), "platform"),
+        (dict(platform="cpu-avx2"), "platform"),
+        (dict(numerics="float", platform="x" * 33), "platform"),
     ],
 )
 def test_invalid_streams_cannot_be_constructed(overrides, message):

@@ -215,10 +215,18 @@ class TCM(CompressionModel):
         return True
 
     def coding_tables(self) -> CodingTables:
-        """The tables :meth:`update` built (raises if it has not run)."""
+        """The tables :meth:`update` built; built now if it has not run since the model was
+        made or loaded."""
         if self._coding_tables is None:
-            raise RuntimeError("the coding tables are not built: call model.update() first")
+            self.update()
         return self._coding_tables
+
+    def load_state_dict(self, state_dict, strict: bool = True):
+        """CompressAI's ``load_state_dict``; the coding tables are rebuilt on next use, from
+        the new weights."""
+        result = super().load_state_dict(state_dict, strict=strict)
+        self._coding_tables = None
+        return result
 
     # ------------------------------------------------------------------ rate control
     @property

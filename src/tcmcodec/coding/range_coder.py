@@ -46,6 +46,10 @@ class CodingModels:
         self.tables = tables
         self.models = [_model.Categorical(pmf, perfect=False) for pmf in tables.pmfs]
 
+    def __reduce__(self) -> tuple:
+        """Copies and pickles rebuild the coder's models from the tables."""
+        return (CodingModels, (self.tables,))
+
 
 _UNIFORM_SIGN = _model.Uniform(2)
 _UNIFORM_LENGTH = _model.Uniform(MAX_ESCAPE_BITS + 1)

@@ -6,7 +6,7 @@ Two families of discrete distributions code a TCM's latents:
   (geometric from ``scale_min`` to ``scale_max``). A latent whose predicted scale has index
   ``i`` codes ``round(y - mu)`` with the probabilities of a zero-mean Gaussian of scale
   ``s_i`` integrated over unit bins, on ``[-K_i, K_i]`` with ``K_i = ceil(TAIL_SIGMAS s_i)``,
-  plus an escape symbol holding the two tails.
+  plus an escape symbol holding the two tails (at least :data:`MIN_ESCAPE_PROBABILITY`).
 * **Factorized** (z): one table per channel of the entropy bottleneck's learned
   cumulative density (Ballé et al., ICLR 2018), on the integer range around its median
   given by the learned quantiles, plus an escape symbol.
@@ -34,6 +34,9 @@ from tcmcodec.exact.mode import ExactArithmetic
 TAIL_SIGMAS = 6.5
 #: the longest factorized table accepted (a checkpoint with absurd quantiles is refused)
 MAX_FACTORIZED_SUPPORT = 2**16
+#: the escape symbol's probability is at least this: an escape then costs at most 16 bits
+#: plus the value's own, and the mass it takes from the table costs < 3e-5 bits per symbol
+MIN_ESCAPE_PROBABILITY = 2.0**-16
 
 
 @dataclass(frozen=True)
@@ -75,7 +78,7 @@ def gaussian_tables(scales: Tensor) -> TableSet:
     pmfs = []
     for one_side, tail in zip(torch.split(bins, counts.tolist()), tails.tolist()):
         one_side = one_side.numpy()
-        pmfs.append(np.concatenate([one_side[:0:-1], one_side, [tail]]))  # -half .. half, escape
+        pmfs.append(np.concatenate([one_side[:0:-1], one_side, [max(tail, MIN_ESCAPE_PROBABILITY)]]))  # -half..half, escape
     halves_array = halves.numpy().astype(np.int64)
     return TableSet(halves_array, 2 * halves_array + 1, tuple(pmfs))
 
@@ -109,7 +112,7 @@ def factorized_tables(bottleneck: torch.nn.Module) -> tuple[TableSet, Tensor]:
     offsets, sizes, pmfs = [], [], []
     for channel, length in enumerate(lengths.tolist()):
         tail = float(tails[channel, length - 1])  # both tails: below the first and above the last bin
-        pmfs.append(np.append(pmf[channel, :length].numpy(), tail))
+        pmfs.append(np.append(pmf[channel, :length].numpy(), max(tail, MIN_ESCAPE_PROBABILITY)))
         offsets.append(int(minima[channel]))
         sizes.append(length)
     return TableSet(np.array(offsets, dtype=np.int64), np.array(sizes, dtype=np.int64), tuple(pmfs)), medians

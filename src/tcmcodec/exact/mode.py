@@ -312,7 +312,7 @@ torch.nn.functional.pixel_shuffle torch.pixel_shuffle torch.tensor_split torch.f
 torch.reshape torch.permute torch.transpose torch.index_select torch.gather torch.narrow
 torch.squeeze torch.unsqueeze torch.bitwise_left_shift torch.isfinite torch.isnan
 torch.logical_not torch.logical_and torch.logical_or torch.eq torch.ne torch.lt torch.gt torch.from_numpy
-torch.le torch.ge torch.nonzero torch.any torch.all torch.numel torch.clone
+torch.le torch.ge torch.nonzero torch.any torch.all torch.numel torch.clone torch.equal
 """.split()
 _SAFE = frozenset(
     [f"torch.Tensor.{m}" for m in _SAFE_TENSOR_METHODS]
