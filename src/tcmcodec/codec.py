@@ -269,8 +269,24 @@ def _model_for(stream: container.TcmStream, model: ModelLike) -> TCM:
     return net
 
 
+@dataclass
+class DecodeResult:
+    """What :func:`decode_stream_details` produced: the image, and the SHA-256 of the decoded
+    y and z symbols (the same on every computer for a file with exact numerics)."""
+
+    image: Image.Image
+    symbol_digests: tuple[str, str]
+
+
 def decode_stream(stream: container.TcmStream, model: ModelLike = None) -> Image.Image:
     """Decode a parsed stream to a PIL image in the original size and mode."""
+    return decode_stream_details(stream, model).image
+
+
+def decode_stream_details(stream: container.TcmStream, model: ModelLike = None) -> DecodeResult:
+    """:func:`decode_stream`, with what was decoded (:class:`DecodeResult`).
+
+    Raises :class:`FormatError` when the decoded symbols differ from the file's checks."""
     net = _model_for(stream, model)
     multiple = net.config.pad_multiple
     left, right, top, bottom = stream.pad
@@ -297,7 +313,7 @@ def decode_stream(stream: container.TcmStream, model: ModelLike = None) -> Image
     x_hat = image_io.crop_tensor(out["x_hat"].cpu(), stream.pad)
     rgb = image_io.from_tensor(x_hat)
     alpha = image_io.decode_alpha(stream.alpha, stream.width, stream.height) if stream.alpha is not None else None
-    return image_io.to_pil(rgb, stream.mode, alpha)
+    return DecodeResult(image_io.to_pil(rgb, stream.mode, alpha), (out["digests"][0][0], out["digests"][1][0]))
 
 
 def _symbol_mismatch(stream: container.TcmStream, device: torch.device) -> str:

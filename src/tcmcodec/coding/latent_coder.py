@@ -129,10 +129,19 @@ def encode_latents(model: "TCM", y: Tensor, z: Tensor, rate: float | Tensor | No
     return out
 
 
+@dataclass(frozen=True)
+class DecodedSymbols:
+    """What the decoder read, per string kind ([y, z], one entry per image): the CRC-32 of
+    the symbols (compare with the encoder's) and their SHA-256 (for golden files)."""
+
+    checks: list[list[int]]
+    digests: list[list[str]]
+
+
 def decode_latents(model: "TCM", strings: list, shape: tuple[int, int], rate: float | Tensor | None,
-                   exact: bool) -> tuple[Tensor, list[list[int]]]:
-    """ŷ (B, M, 4h, 4w) float32 from the strings of :func:`encode_latents`, and the CRCs of
-    the decoded symbols ([y CRCs, z CRCs]) to compare with the encoder's.
+                   exact: bool) -> tuple[Tensor, DecodedSymbols]:
+    """ŷ (B, M, 4h, 4w) float32 from the strings of :func:`encode_latents`, and what was
+    decoded (:class:`DecodedSymbols`).
 
     Raises :class:`~tcmcodec.coding.range_coder.CorruptStream` for undecodable data."""
     y_strings, z_strings = strings[0], strings[1]
@@ -143,11 +152,11 @@ def decode_latents(model: "TCM", strings: list, shape: tuple[int, int], rate: fl
     channels = model.config.hyper_channels
     height, width = (int(v) for v in shape)
     indexes = _z_indexes(channels, height, width)
-    z_rows, z_checks = [], []
+    z_rows, z_decoders = [], []
     for string in z_strings:
         decoder = SymbolDecoder(string)
         z_rows.append(torch.from_numpy(decoder.decode(indexes, tables.factorized)).reshape(channels, height, width))
-        z_checks.append(decoder.check)
+        z_decoders.append(decoder)
     z_hat = torch.stack(z_rows).to(device=device, dtype=torch.float32) + tables.medians.to(device)[None, :, None, None]
 
     decoders = [SymbolDecoder(string) for string in y_strings]
@@ -159,7 +168,8 @@ def decode_latents(model: "TCM", strings: list, shape: tuple[int, int], rate: fl
         return torch.stack(rows).reshape(mean.shape).to(device=mean.device, dtype=mean.dtype) + mean
 
     y_hat = _entropy_path(model, z_hat, rate, exact, from_stream)
-    return y_hat, [[d.check for d in decoders], z_checks]
+    kinds = (decoders, z_decoders)
+    return y_hat, DecodedSymbols([[d.check for d in kind] for kind in kinds], [[d.digest for d in kind] for kind in kinds])
 
 
 def _entropy_path(model: "TCM", z_hat: Tensor, rate: float | Tensor | None, exact: bool, quantize) -> Tensor:

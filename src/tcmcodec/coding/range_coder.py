@@ -20,6 +20,7 @@ so a decoder that drifted for any reason is detected instead of showing a wrong 
 
 from __future__ import annotations
 
+import hashlib
 import zlib
 
 import constriction
@@ -72,6 +73,7 @@ class SymbolEncoder:
     def __init__(self) -> None:
         self._coder = constriction.stream.queue.RangeEncoder()
         self._check = 0
+        self._digest = hashlib.sha256()
 
     def encode(self, values: np.ndarray, indexes: np.ndarray, models: CodingModels) -> None:
         """Code ``values`` (int, 1-D) with the tables ``indexes`` (same length) of ``models``."""
@@ -81,7 +83,9 @@ class SymbolEncoder:
             raise ValueError("one table index per value is needed")
         if values.size and np.abs(values).max() >= 2**MAX_ESCAPE_BITS:
             raise ValueError("a symbol is too large to code: the latents are broken")
-        self._check = zlib.crc32(values.astype("<i4").tobytes(), self._check)
+        raw = values.astype("<i4").tobytes()
+        self._check = zlib.crc32(raw, self._check)
+        self._digest.update(raw)
         tables = models.tables
         order, runs = _groups(indexes, len(tables))
         for table, start, stop in runs:
@@ -110,6 +114,11 @@ class SymbolEncoder:
         """CRC-32 of the values coded so far."""
         return self._check
 
+    @property
+    def digest(self) -> str:
+        """SHA-256 (hex) of the values coded so far, in the order of :attr:`check`."""
+        return self._digest.hexdigest()
+
     def finish(self) -> bytes:
         """The coded string (little-endian 32-bit words)."""
         return self._coder.get_compressed().astype("<u4").tobytes()
@@ -123,6 +132,7 @@ class SymbolDecoder:
             raise CorruptStream("coded string length is not a multiple of 4 bytes")
         self._coder = constriction.stream.queue.RangeDecoder(np.frombuffer(data, dtype="<u4").astype(np.uint32))
         self._check = 0
+        self._digest = hashlib.sha256()
 
     def decode(self, indexes: np.ndarray, models: CodingModels) -> np.ndarray:
         """The values (int64, 1-D) coded with the tables ``indexes``."""
@@ -143,7 +153,9 @@ class SymbolDecoder:
             raise
         except Exception as exc:  # constriction reports invalid data as ValueError / AssertionError
             raise CorruptStream(f"the coded data is invalid ({exc})") from None
-        self._check = zlib.crc32(values.astype("<i4").tobytes(), self._check)
+        raw = values.astype("<i4").tobytes()
+        self._check = zlib.crc32(raw, self._check)
+        self._digest.update(raw)
         return values
 
     def _decode_escape(self) -> int:
@@ -163,3 +175,8 @@ class SymbolDecoder:
     def check(self) -> int:
         """CRC-32 of the values decoded so far (compare with the encoder's)."""
         return self._check
+
+    @property
+    def digest(self) -> str:
+        """SHA-256 (hex) of the values decoded so far."""
+        return self._digest.hexdigest()
