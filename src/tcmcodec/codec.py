@@ -19,7 +19,7 @@ from PIL import Image
 
 from tcmcodec import container, image_io, zoo
 from tcmcodec.checkpoints import load_checkpoint
-from tcmcodec.coding.latent_coder import platform_kind
+from tcmcodec.coding.latent_coder import SymbolMismatch, platform_kind
 from tcmcodec.coding.range_coder import CorruptStream
 from tcmcodec.config import HYPER_LATENT_STRIDE
 from tcmcodec.errors import FormatError, ModelMismatchError, ModelNotFoundError, TcmError
@@ -302,14 +302,15 @@ def decode_stream_details(stream: container.TcmStream, model: ModelLike = None) 
     tiling = plan_for(net.config.width, multiple)
     tune_allocator(padded_h * padded_w)
     exact = stream.numerics == "exact"
+    expected = [[stream.checks[0]], [stream.checks[1]]]
     try:
         with torch.inference_mode():
-            out = net.decompress([[stream.strings[0]], [stream.strings[1]]], (z_h, z_w), level, tiling, exact=exact)
+            out = net.decompress([[stream.strings[0]], [stream.strings[1]]], (z_h, z_w), level, tiling,
+                                 exact=exact, checks=expected)
+    except SymbolMismatch:
+        raise FormatError(_symbol_mismatch(stream, next(net.parameters()).device)) from None
     except CorruptStream as exc:
         raise FormatError(f"entropy-coded data cannot be decoded: {exc}") from None
-    decoded = (out["checks"][0][0], out["checks"][1][0])
-    if decoded != stream.checks:
-        raise FormatError(_symbol_mismatch(stream, next(net.parameters()).device))
     x_hat = image_io.crop_tensor(out["x_hat"].cpu(), stream.pad)
     rgb = image_io.from_tensor(x_hat)
     alpha = image_io.decode_alpha(stream.alpha, stream.width, stream.height) if stream.alpha is not None else None

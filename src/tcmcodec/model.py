@@ -426,11 +426,12 @@ class TCM(CompressionModel):
 
     @torch.no_grad()
     def decompress(self, strings: list, shape, rate: Rate = None, tiling: TilePlan | None = None,
-                   exact: bool | None = None) -> dict:
+                   exact: bool | None = None, checks: list[list[int]] | None = None) -> dict:
         """Inverse of :meth:`compress`: {"x_hat": (B, 3, H, W) clamped to [0, 1], "checks": the
         CRCs of the decoded symbols ([y, z], to compare with the encoder's), "digests": their
-        SHA-256}."""
+        SHA-256}. Given the encoder's ``checks``, a difference raises
+        :class:`~tcmcodec.coding.latent_coder.SymbolMismatch` before the synthesis runs."""
         rate = self._check_rate(rate)
-        y_hat, symbols = latent_coder.decode_latents(self, strings, shape, rate, self._exact(exact))
+        y_hat, symbols = latent_coder.decode_latents(self, strings, shape, rate, self._exact(exact), checks)
         x_hat = self.synthesis(y_hat, rate, tiling).clamp_(0, 1)
         return {"x_hat": x_hat, "checks": symbols.checks, "digests": symbols.digests}

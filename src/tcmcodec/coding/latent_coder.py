@@ -26,7 +26,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from tcmcodec.coding.range_coder import CodingModels, SymbolDecoder, SymbolEncoder
+from tcmcodec.coding.range_coder import CodingModels, CorruptStream, SymbolDecoder, SymbolEncoder
 from tcmcodec.coding.tables import factorized_tables, gaussian_tables, scale_table
 from tcmcodec.exact.mode import ExactArithmetic
 
@@ -138,12 +138,19 @@ class DecodedSymbols:
     digests: list[list[str]]
 
 
+class SymbolMismatch(CorruptStream):
+    """The decoded symbols differ from the encoder's (their checks differ)."""
+
+
 def decode_latents(model: "TCM", strings: list, shape: tuple[int, int], rate: float | Tensor | None,
-                   exact: bool) -> tuple[Tensor, DecodedSymbols]:
+                   exact: bool, expected_checks: list[list[int]] | None = None) -> tuple[Tensor, DecodedSymbols]:
     """ŷ (B, M, 4h, 4w) float32 from the strings of :func:`encode_latents`, and what was
     decoded (:class:`DecodedSymbols`).
 
-    Raises :class:`~tcmcodec.coding.range_coder.CorruptStream` for undecodable data."""
+    With ``expected_checks`` ([y CRCs, z CRCs], as the encoder reported them), raises
+    :class:`SymbolMismatch` as soon as a check differs: after z, before the entropy
+    parameters are computed, or after y. Raises :class:`~tcmcodec.coding.range_coder.CorruptStream`
+    for undecodable data."""
     y_strings, z_strings = strings[0], strings[1]
     if len(y_strings) != len(z_strings):
         raise ValueError(f"{len(y_strings)} y strings for {len(z_strings)} z strings")
@@ -157,6 +164,8 @@ def decode_latents(model: "TCM", strings: list, shape: tuple[int, int], rate: fl
         decoder = SymbolDecoder(string)
         z_rows.append(torch.from_numpy(decoder.decode(indexes, tables.factorized)).reshape(channels, height, width))
         z_decoders.append(decoder)
+    if expected_checks is not None and [d.check for d in z_decoders] != list(expected_checks[1]):
+        raise SymbolMismatch("the decoded hyper-latent symbols differ from the encoder's")
     z_hat = torch.stack(z_rows).to(device=device, dtype=torch.float32) + tables.medians.to(device)[None, :, None, None]
 
     decoders = [SymbolDecoder(string) for string in y_strings]
@@ -168,6 +177,8 @@ def decode_latents(model: "TCM", strings: list, shape: tuple[int, int], rate: fl
         return torch.stack(rows).reshape(mean.shape).to(device=mean.device, dtype=mean.dtype) + mean
 
     y_hat = _entropy_path(model, z_hat, rate, exact, from_stream)
+    if expected_checks is not None and [d.check for d in decoders] != list(expected_checks[0]):
+        raise SymbolMismatch("the decoded latent symbols differ from the encoder's")
     kinds = (decoders, z_decoders)
     return y_hat, DecodedSymbols([[d.check for d in kind] for kind in kinds], [[d.digest for d in kind] for kind in kinds])
 
@@ -177,7 +188,7 @@ def _entropy_path(model: "TCM", z_hat: Tensor, rate: float | Tensor | None, exac
     # on a GPU the branches gain nothing from CPU threads
     parallel = model.parallel_branches and torch.get_num_threads() > 1 and z_hat.device.type == "cpu"
     with torch.no_grad(), entropy_numerics(exact, parallel):
-        means, scales = model.hyper_parameters(z_hat.double() if exact else z_hat, rate, parallel)
+        means, scales = model.hyper_parameters(z_hat, rate, parallel)
         y_hat = model._slice_loop(means, scales, quantize, parallel)
     return y_hat.float()
 
