@@ -4,7 +4,9 @@ Each kernel set this machine offers (tcmcodec.exact.kernel_sets: the machine's o
 baseline; AVX-512 where present) stands in for another kind of computer. Encoders run in
 subprocesses restricted to each set, with 1 or 2 threads; decoders in subprocesses
 restricted to each set, with the other thread count, decode every file. Symbols must be
-identical (the symbol checks and their SHA-256), pixels within one level.
+identical (the symbol checks and their SHA-256), pixels within one level. A file coded with
+the float numerics decodes where it was written and is refused, with a message saying why,
+where the kernels compute other bits.
 """
 
 from __future__ import annotations
@@ -38,6 +40,7 @@ SCRIPT = textwrap.dedent(
     if action == "encode":
         for name, (model, image, quality) in cases.items():
             (folder / f"{name}.{tag}.tcm").write_bytes(tcmcodec.encode(image, model=model, quality=quality))
+        (folder / f"float.{tag}.tcm").write_bytes(tcmcodec.encode(rgb, quality=60, numerics="float"))
     else:
         for path in sorted(folder.glob("*.tcm")):
             model = tiny if path.name.startswith("tiny") else None
@@ -71,7 +74,12 @@ def test_files_decode_with_identical_symbols_under_every_kernel_set_and_thread_c
     for number, name in enumerate(sets):
         for file_name, outcome in _run("decode", tmp_path, name, 2 - number % 2):
             decoded.setdefault(file_name, {})[name] = outcome
-    assert len(decoded) == 4 * len(sets)
+    assert len(decoded) == 5 * len(sets)
+    for encoder in sets:  # float numerics: decoded on their own kind of computer, refused elsewhere
+        by_decoder = decoded.pop(f"float.{encoder}.tcm")
+        assert isinstance(by_decoder[encoder], list)
+        for outcome in by_decoder.values():
+            assert outcome == by_decoder[encoder] or "coded with float numerics" in outcome, by_decoder
     for file_name, by_decoder in decoded.items():
         outcomes = list(by_decoder.values())
         assert all(isinstance(o, list) for o in outcomes), (file_name, by_decoder)  # no decoder refused

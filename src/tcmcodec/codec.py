@@ -132,16 +132,33 @@ class EncodeResult:
         return 8 * len(self.data) / (self.width * self.height)
 
 
+#: the entropy-parameter numerics a file can be coded with (``.tcm`` header, docs/format.md)
+NUMERICS = container.NUMERICS
+
+
+def _exact(net: TCM, numerics: str | None) -> bool:
+    """Whether to code with the exact numerics: ``numerics`` if given, else the model's default."""
+    if numerics is None:
+        return net.exact_entropy
+    if numerics not in NUMERICS:
+        raise TcmError(f"numerics must be one of {', '.join(NUMERICS)}, got {numerics!r}")
+    return numerics == "exact"
+
+
 def encode_image(image: Any, model: ModelLike = None, quality: float | None = None, *,
                  max_pixels: int | None = DEFAULT_MAX_PIXELS, refine: int = 0,
-                 refine_lambda: float | None = None) -> EncodeResult:
+                 refine_lambda: float | None = None, numerics: str | None = None) -> EncodeResult:
     """Encode an image (path, PIL image or uint8 array) to ``.tcm`` bytes, with details.
 
     ``refine``: steps of encoder-side latent refinement (:mod:`tcmcodec.refine`; slower,
     decoded by the same decoder); ``refine_lambda``: its trade-off (default: the lambda the
-    model was trained for at this quality; required for fixed-rate models).
+    model was trained for at this quality; required for fixed-rate models). ``numerics``:
+    ``"exact"`` (the file decodes on every computer) or ``"float"`` (the entropy parameters
+    as the networks compute them in float32: the file decodes only on the kind of computer
+    that wrote it); default the model's (exact, except for the authors' checkpoints).
     """
     net = resolve_model(model)
+    exact = _exact(net, numerics)
     level, stored_quality = _rate(net, quality)
     if refine:
         from tcmcodec.refine import lambda_for_rate
@@ -157,10 +174,10 @@ def encode_image(image: Any, model: ModelLike = None, quality: float | None = No
         from tcmcodec.refine import refine_latents
 
         y, z = refine_latents(net, prepared.x, level, refine, lmbda=refine_lambda, valid=prepared.pad)
-        out = net.compress_analysis(y, z, level)
+        out = net.compress_analysis(y, z, level, exact=exact)
     else:
         with torch.inference_mode():
-            out = net.compress(prepared.x, level, prepared.tiling)
+            out = net.compress(prepared.x, level, prepared.tiling, exact=exact)
     return pack_result(net, prepared, out, stored_quality)
 
 
@@ -218,7 +235,7 @@ def pack_result(net: TCM, prepared: PreparedInput, out: dict, quality: int) -> E
 
 def encode(image: Any, model: ModelLike = None, quality: float | None = None, *,
            max_pixels: int | None = DEFAULT_MAX_PIXELS, refine: int = 0,
-           refine_lambda: float | None = None) -> bytes:
+           refine_lambda: float | None = None, numerics: str | None = None) -> bytes:
     """Encode an image to ``.tcm`` bytes.
 
     Args:
@@ -228,8 +245,10 @@ def encode(image: Any, model: ModelLike = None, quality: float | None = None, *,
         max_pixels: refuse larger images (None: no limit).
         refine: steps of encoder-side latent refinement (0: off); see :func:`encode_image`.
         refine_lambda: its trade-off (default: the model's lambda at this quality).
+        numerics: "exact" or "float" (see :func:`encode_image`); default the model's.
     """
-    result = encode_image(image, model, quality, max_pixels=max_pixels, refine=refine, refine_lambda=refine_lambda)
+    result = encode_image(image, model, quality, max_pixels=max_pixels, refine=refine, refine_lambda=refine_lambda,
+                          numerics=numerics)
     for note in result.warnings:
         warnings.warn(note, stacklevel=2)
     return result.data
@@ -307,29 +326,25 @@ def decode_stream_details(stream: container.TcmStream, model: ModelLike = None) 
         with torch.inference_mode():
             out = net.decompress([[stream.strings[0]], [stream.strings[1]]], (z_h, z_w), level, tiling,
                                  exact=exact, checks=expected)
-    except SymbolMismatch:
-        raise FormatError(_symbol_mismatch(stream, next(net.parameters()).device)) from None
-    except CorruptStream as exc:
-        raise FormatError(f"entropy-coded data cannot be decoded: {exc}") from None
+    except CorruptStream as exc:  # a SymbolMismatch too
+        raise FormatError(_undecodable(stream, next(net.parameters()).device, exc)) from None
     x_hat = image_io.crop_tensor(out["x_hat"].cpu(), stream.pad)
     rgb = image_io.from_tensor(x_hat)
     alpha = image_io.decode_alpha(stream.alpha, stream.width, stream.height) if stream.alpha is not None else None
     return DecodeResult(image_io.to_pil(rgb, stream.mode, alpha), (out["digests"][0][0], out["digests"][1][0]))
 
 
-def _symbol_mismatch(stream: container.TcmStream, device: torch.device) -> str:
-    """Why decoded symbols can differ from the encoder's, for the error message."""
+def _undecodable(stream: container.TcmStream, device: torch.device, error: CorruptStream) -> str:
+    """What to say when the entropy-coded data does not decode to the encoder's symbols."""
     if stream.numerics == "float":
         here = platform_kind(device)
         if here != stream.platform:
-            return (f"the decoded symbols differ from the encoder's: this file was coded with float "
-                    f"numerics on {stream.platform}, and this computer ({here}) computes other "
-                    "probabilities; decode it on that kind of computer, or re-encode the image with "
-                    "exact numerics")
-        return ("the decoded symbols differ from the encoder's (float numerics on this kind of "
-                "computer): the file is damaged, or the PyTorch build computes other bits")
-    return ("the decoded symbols differ from the encoder's: the file is damaged or was written "
-            "by an incompatible tcmcodec")
+            return (f"this file was coded with float numerics on {stream.platform}, and this computer "
+                    f"({here}) computes other probabilities, so it cannot decode it; decode it on that "
+                    "kind of computer, or re-encode the image with exact numerics")
+    if isinstance(error, SymbolMismatch):
+        return f"{error}: the file is damaged or was written by an incompatible tcmcodec"
+    return f"entropy-coded data cannot be decoded: {error}"
 
 
 def decode(data: bytes, model: ModelLike = None, *,

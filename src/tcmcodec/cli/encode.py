@@ -27,6 +27,10 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--refine", type=int, default=0, metavar="STEPS",
                    help="optimise the latents for each image in STEPS gradient steps before coding "
                         "(much slower encoding, same decoder; e.g. 10)")
+    p.add_argument("--numerics", choices=("exact", "float"), default=None,
+                   help="how the entropy parameters are computed: exact (the file decodes on every "
+                        "computer; the default, except for the authors' checkpoints) or float (as "
+                        "the networks compute them; the file decodes only on this kind of computer)")
     p.add_argument("--refine-lambda", type=float, default=None, metavar="L",
                    help="rate-distortion trade-off of --refine (default: the model's at this quality; "
                         "needed for fixed-rate models)")
@@ -89,7 +93,7 @@ def run(args: argparse.Namespace) -> int:
         start = time.perf_counter()
         if target is None:
             result = encode_image(src, model, args.quality, max_pixels=max_pixels(args),
-                                  refine=args.refine, refine_lambda=args.refine_lambda)
+                                  refine=args.refine, refine_lambda=args.refine_lambda, numerics=args.numerics)
         else:
             result = encode_to_target(src, target, model, max_pixels=max_pixels(args))
         atomic_write_bytes(dst, result.data)
@@ -126,6 +130,8 @@ def _target(args: argparse.Namespace) -> "Target | None":
     option = "--size" if args.size is not None else "--bpp" if args.bpp is not None else "--psnr"
     if args.quality is not None:
         raise TcmError(f"{option} chooses the quality: drop -q")
+    if args.numerics is not None:
+        raise TcmError(f"{option} codes with the model's own numerics: drop --numerics")
     if args.refine:
         raise TcmError(f"{option} cannot be combined with --refine (the search codes each quality "
                        "it tries; refining each would take minutes): drop one of them")

