@@ -87,3 +87,44 @@ def test_files_decode_with_identical_symbols_under_every_kernel_set_and_thread_c
         stem = file_name[: -len(".tcm")]
         pixels = [np.load(tmp_path / f"{stem}.by-{name}.npy").astype(np.int16) for name in sets]
         assert all(int(np.abs(p - pixels[0]).max()) <= 1 for p in pixels), file_name
+
+
+OPS_SCRIPT = textwrap.dedent(
+    """
+    import hashlib, json, torch
+    import torch.nn.functional as F
+    from tcmcodec.exact import elementary, mode
+    torch.set_num_threads(2)
+    index = torch.arange(1 << 16, dtype=torch.float64)
+    # values from exact arithmetic alone: the same inputs in every process
+    x = (torch.remainder(index * 0.6180339887498949, 1.0) * 16 - 8).float().reshape(64, 32, 32)
+    y = (torch.remainder(index * 0.7548776662466927, 1.0) * 4 - 2).float().reshape(64, 32, 32)
+    results = {
+        "add": x + y, "sub": x - y, "mul": x * y, "div": x / (y.abs() + 0.5), "floor": (x * 3).floor(),
+        "round": (x * 3).round(), "clamp": x.clamp(-1, 1), "max": torch.maximum(x, y), "abs": x.abs(),
+        "sqrt": elementary.sqrt(x.abs()), "exp": elementary.exp(x.double()), "tanh": elementary.tanh(x),
+        "sigmoid": elementary.sigmoid(x), "gelu": elementary.fast_gelu(x), "erfc": elementary.erfc(x.double()),
+        "softmax": mode.exact_softmax(x, -1), "layer_norm": mode.exact_layer_norm(x, (32,), y[0, 0], y[1, 0]),
+        "linear": mode.exact_linear(x, y[0], y[1, 0]), "matmul": mode.exact_matmul(x, y.transpose(-2, -1)),
+        "conv": mode.exact_conv2d(x[None, :16], y.reshape(-1)[: 8 * 16 * 9].reshape(8, 16, 3, 3), y[2, 0, :8], 1, 1),
+    }
+    print(json.dumps({k: hashlib.sha256(v.contiguous().numpy().tobytes()).hexdigest() for k, v in results.items()}))
+    """
+)
+
+
+@pytest.mark.slow
+def test_exact_operations_give_the_same_bits_under_every_kernel_set():
+    """The element-wise operations the exact mode lets through, and its own replacements,
+    bit for bit under each kernel set (PyTorch's vectorised float sqrt, SLEEF's, does not:
+    that is why the mode corrects it)."""
+    outputs = {}
+    for name in kernel_sets.available(PYTHON):
+        env = kernel_sets.environment(name)
+        env.update(PYTHONPATH=str(REPO / "src") + os.pathsep + env.get("PYTHONPATH", ""), PYTHONWARNINGS="ignore")
+        proc = subprocess.run([PYTHON, "-c", OPS_SCRIPT], env=env, capture_output=True, text=True, timeout=300)
+        assert proc.returncode == 0, proc.stderr[-2000:]
+        outputs[name] = json.loads(proc.stdout.strip().splitlines()[-1])
+    first = next(iter(outputs.values()))
+    for name, digests in outputs.items():
+        assert digests == first, {op: name for op in digests if digests[op] != first[op]}

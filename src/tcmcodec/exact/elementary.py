@@ -151,6 +151,26 @@ def softplus(x: Tensor) -> Tensor:
     return x.clamp(min=0) + log(exp(-x.abs()) + 1.0)
 
 
+def sqrt(x: Tensor) -> Tensor:
+    """The correctly rounded square root of float32 ``x``, whatever the kernels' own sqrt.
+
+    PyTorch's vectorised float sqrt is not always correctly rounded (SLEEF's, 0.5001 ulp),
+    so its last bit differs between kernel sets. A candidate within one ulp is corrected
+    exactly: s is the correctly rounded root iff x lies between the squares of the midpoints
+    to s's neighbours, and those squares (25-bit midpoints, 50-bit squares) are exact in
+    float64. (No tie is possible: a midpoint's square needs 50 bits, x has 24.)
+    """
+    x = x.to(torch.float32)
+    s = torch.sqrt(x.to(torch.float64)).to(torch.float32)
+    up = torch.nextafter(s, torch.full_like(s, math.inf))
+    down = torch.nextafter(s, torch.zeros_like(s))
+    s64, x64 = s.to(torch.float64), x.to(torch.float64)
+    high = (s64 + up.to(torch.float64)) * 0.5
+    low = (s64 + down.to(torch.float64)) * 0.5
+    s = torch.where(x64 > high * high, up, s)
+    return torch.where(x64 < low * low, down, s)
+
+
 class InterpolatedFunction:
     """A smooth function tabulated on a uniform grid and interpolated linearly: ten
     correctly rounded ops per value instead of the ~100 of :func:`erfc`, for the hot spots

@@ -19,9 +19,10 @@ changed bit in a scale index desynchronises the range decoder (Ballé, Johnston,
   its fan-in so that they do.
 * **Transcendental functions** (exp, tanh, sigmoid, GELU, softplus) use the float64
   implementations of :mod:`tcmcodec.exact.elementary`, built from correctly rounded ops.
-* **Element-wise arithmetic** (``+ - * /``, sqrt, comparisons, rounding, max/min) is
-  correctly rounded by IEEE 754 and runs as it is, in float64 (float16/32 parameters
-  convert exactly).
+* **Element-wise arithmetic** (``+ - * /``, comparisons, rounding, max/min) is correctly
+  rounded by IEEE 754 and runs as it is, in float32 or float64. The square root is
+  corrected to the correctly rounded one (PyTorch's vectorised float sqrt is SLEEF's,
+  0.5001 ulp, and differs between kernel sets in the last bit).
 * **Everything else** that is not plain data movement (reshape, indexing, concatenation)
   raises :class:`InexactOperation`: a new layer cannot silently bring a platform-dependent
   op into the exact path.
@@ -233,7 +234,7 @@ def exact_layer_norm(x: Tensor, normalized_shape: Any, weight: Tensor | None = N
     squares = (n * n).sum(dim=-1, keepdim=True)
     variance = (squares * count - total * total) / (count * count) * (step * step)
     centered = (n - total / count) * step
-    out = centered / torch.sqrt(variance + eps)
+    out = centered / elementary.sqrt((variance + eps).to(torch.float32)).to(DTYPE)
     if weight is not None:
         out = out * weight.to(DTYPE)
     if bias is not None:
@@ -295,7 +296,7 @@ def _elementwise(fn: Callable[[Tensor], Tensor]) -> Callable:
 
 
 def _reciprocal_sqrt(x: Tensor) -> Tensor:
-    return 1.0 / torch.sqrt(x)
+    return 1.0 / elementary.sqrt(x)
 
 
 #: replacements, by the name torch.overrides.resolve_name gives the function
@@ -324,6 +325,8 @@ _HANDLERS: dict[str, Callable] = {
     "torch.tanh": _elementwise(elementary.tanh),
     "torch.Tensor.tanh": _elementwise(elementary.tanh),
     "torch.nn.functional.tanh": _elementwise(elementary.tanh),
+    "torch.sqrt": _elementwise(elementary.sqrt),
+    "torch.Tensor.sqrt": _elementwise(elementary.sqrt),
     "torch.rsqrt": _elementwise(_reciprocal_sqrt),
     "torch.Tensor.rsqrt": _elementwise(_reciprocal_sqrt),
     "torch.add": _without_alpha(torch.add),
@@ -346,9 +349,9 @@ dim expand expand_as flatten floor floor_ ceil round index_select int long float
 bool masked_fill masked_fill_ mul mul_ div div_ ne eq lt le gt ge nonzero numel permute
 remainder repeat reshape reshape_as t tensor_split to tolist item transpose unbind view
 view_as chunk split narrow squeeze unsqueeze size stride is_contiguous data_ptr new_zeros
-new_full new_empty new_tensor zero_ fill_ amax amin max min maximum minimum sign sqrt
+new_full new_empty new_tensor zero_ fill_ amax amin max min maximum minimum sign
 where unflatten movedim gather scatter_ index_copy_ type_as cpu cuda is_floating_point
-element_size storage_offset untyped_storage requires_grad_ __array__ numpy logical_not
+element_size storage_offset untyped_storage requires_grad_ __array__ numpy logical_not nextafter
 logical_and logical_or bitwise_left_shift frexp count_nonzero unique argsort flip roll
 """.split()
 _SAFE_TENSOR_PROPERTIES = "shape device dtype is_cuda ndim data grad requires_grad is_sparse layout T names".split()
@@ -358,7 +361,7 @@ torch.concat torch.stack torch.empty torch.empty_like torch.zeros torch.zeros_li
 torch.ones torch.ones_like torch.full torch.full_like torch.functional.split torch.split
 torch.chunk torch.max torch.min torch.maximum torch.minimum torch.amax torch.amin torch.roll
 torch.round torch.floor torch.ceil torch.clamp torch.where torch.abs torch.neg torch.mul
-torch.div torch.sqrt torch.frexp torch.sign torch.meshgrid torch.functional.meshgrid
+torch.div torch.frexp torch.sign torch.meshgrid torch.functional.meshgrid torch.nextafter
 torch.nn.functional.leaky_relu torch.nn.functional.relu torch.relu torch.nn.functional.pad
 torch.nn.functional.pixel_shuffle torch.pixel_shuffle torch.tensor_split torch.flatten
 torch.reshape torch.permute torch.transpose torch.index_select torch.gather torch.narrow
