@@ -1,7 +1,7 @@
 """A file decodes bit-identically whatever the number of torch threads, in any process.
 
 The entropy decoder must recompute the encoder's means and scales bit for bit (see
-``model.ENTROPY_PATH_THREADS`` and ``layers/pointwise.py``), and the synthesis must give
+``tcmcodec.exact`` for the default exact numerics, ``latent_coder.FLOAT_PATH_THREADS`` and ``layers/pointwise.py`` for the float ones), and the synthesis must give
 the same pixels, or the same file would decode differently on another machine. Here one
 process encodes (with 3 threads) and records its own reconstruction (``compress`` then
 ``decompress`` in that process); other processes decode with 1, 2 and 3 threads. Every

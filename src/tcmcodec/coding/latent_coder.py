@@ -185,8 +185,11 @@ def decode_latents(model: "TCM", strings: list, shape: tuple[int, int], rate: fl
 
 def _entropy_path(model: "TCM", z_hat: Tensor, rate: float | Tensor | None, exact: bool, quantize) -> Tensor:
     """Hyper synthesis and the slice loop under the chosen numerics; ŷ as float32."""
-    # on a GPU the branches gain nothing from CPU threads
-    parallel = model.parallel_branches and torch.get_num_threads() > 1 and z_hat.device.type == "cpu"
+    # the float path runs its branches on two cores (one thread each: its bits depend on the
+    # thread count); the exact one is faster with all threads on one branch at a time (its
+    # Python-side work would contend for the interpreter), and a GPU gains nothing from it
+    parallel = (not exact and model.parallel_branches and torch.get_num_threads() > 1
+                and z_hat.device.type == "cpu")
     with torch.no_grad(), entropy_numerics(exact, parallel):
         means, scales = model.hyper_parameters(z_hat, rate, parallel)
         y_hat = model._slice_loop(means, scales, quantize, parallel)
