@@ -2,8 +2,8 @@
 
 Each (model, size, threads) case runs in a fresh subprocess so that peak resident memory
 (ru_maxrss) is its own. Times are medians over --repeats warm runs, split into network time
-(transforms and entropy-parameter networks) and entropy coding (rANS), measured by timing
-the rANS calls. Random weights are fine for speed (the work does not depend on the values
+(transforms and entropy-parameter networks) and entropy coding (the range coder), measured
+by timing the coder's calls. Random weights are fine for speed (the work does not depend on the values
 much; the bundled model is measured with its real weights).
 
     python benchmarks/codec_speed.py --models default,tcm-s,tcm-m,tcm-l --threads 1,2
@@ -21,7 +21,7 @@ import time
 CASE = r"""
 import json, resource, statistics, sys, time
 import numpy as np, torch
-import compressai.ans as ans
+from tcmcodec.coding import range_coder
 device = "cuda" if "{threads}" == "cuda" else "cpu"
 torch.set_num_threads(2 if device == "cuda" else int("{threads}"))
 from tcmcodec.codec import encode_image, decode, load_model
@@ -44,9 +44,9 @@ def timed(fn):
     def wrapper(*a, **k):
         t = time.perf_counter(); r = fn(*a, **k); coding[0] += time.perf_counter() - t; return r
     return wrapper
-ans.BufferedRansEncoder.encode_with_indexes = timed(ans.BufferedRansEncoder.encode_with_indexes)
-ans.BufferedRansEncoder.flush = timed(ans.BufferedRansEncoder.flush)
-ans.RansDecoder.decode_stream = timed(ans.RansDecoder.decode_stream)
+range_coder.SymbolEncoder.encode = timed(range_coder.SymbolEncoder.encode)
+range_coder.SymbolEncoder.finish = timed(range_coder.SymbolEncoder.finish)
+range_coder.SymbolDecoder.decode = timed(range_coder.SymbolDecoder.decode)
 quality = 60 if model.rate_levels else None
 enc, dec, enc_c, dec_c = [], [], [], []
 for i in range({repeats} + 1):
@@ -93,7 +93,7 @@ def main(argv=None) -> int:
     p.add_argument("--json", help="also write the rows to this JSON file")
     args = p.parse_args(argv)
     rows = []
-    print("| model | size | threads | encode s (net + rANS) | decode s (net + rANS) | peak MB | bpp |")
+    print("| model | size | threads | encode s (net + coder) | decode s (net + coder) | peak MB | bpp |")
     print("|---|---|---|---|---|---|---|")
     for model in args.models.split(","):
         for size in args.sizes.split(","):

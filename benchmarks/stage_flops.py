@@ -21,6 +21,7 @@ import torch
 from torch.utils.flop_counter import FlopCounterMode
 
 from tcmcodec.config import PRESETS
+from tcmcodec.coding import latent_coder
 from tcmcodec.model import TCM
 from tcmcodec.runtime import reuse_freed_memory
 
@@ -42,16 +43,19 @@ def matmul_peak(threads: int, repeats: int = 10) -> float:
     return 2 * PEAK_MATRIX**3 / best / 1e9
 
 
-def measure(model: TCM, fn: Callable[[], object], repeats: int) -> tuple[float, float]:
+def measure(model: TCM, fn: Callable[[], object], repeats: int,
+            count: Callable[[], object] | None = None) -> tuple[float, float]:
     """(GFLOP counted, median seconds) of ``fn``.
 
     Counted with the mean/scale branches on the calling thread (the counter sees one
-    thread; the operations are the same), timed as the codec runs.
+    thread; the operations are the same), timed as the codec runs. ``count``: what to count
+    instead (the exact numerics run the float path's products, which FlopCounterMode, a
+    dispatch mode, cannot see through the exact mode).
     """
     counter = FlopCounterMode(display=False)
     model.parallel_branches = False
     with counter:
-        fn()
+        (count or fn)()
     model.parallel_branches = True
     times = []
     for _ in range(repeats):
@@ -77,17 +81,25 @@ def main(argv=None) -> int:
     x = torch.rand(1, 3, height, width)
     with torch.no_grad():
         y, z = model.analysis(x)
-        z_strings = model.entropy_bottleneck.compress(z)
-        z_hat = model.entropy_bottleneck.decompress(z_strings, z.shape[-2:])
-        y_hat, y_strings = model.compress_latent(y, z_hat)
+        coded = model.compress_analysis(y, z, keep_y_hat=True)
+        y_hat, strings, shape = coded["y_hat"], coded["strings"], coded["shape"]
         stages = {
             "g_a (analysis)": lambda: model.g_a(x),
             "h_a (hyper analysis)": lambda: model.h_a(y),
-            "entropy model, encode (hyper synthesis + slices + rANS)": lambda: model.compress_latent(y, z_hat),
-            "entropy model, decode (hyper synthesis + slices + rANS)": lambda: model.decompress_latent(y_strings, z_hat),
+            "entropy model, encode, exact numerics (hyper synthesis + slices + coder)":
+                lambda: model.compress_analysis(y, z, exact=True),
+            "entropy model, decode, exact numerics": lambda: latent_coder.decode_latents(model, strings, shape, None, True),
+            "entropy model, encode, float numerics": lambda: model.compress_analysis(y, z, exact=False),
             "g_s (synthesis)": lambda: model.g_s(y_hat),
             "whole encode": lambda: model.compress(x),
-            "whole decode": lambda: model.decompress([y_strings, z_strings], z.shape[-2:]),
+            "whole decode": lambda: model.decompress(strings, shape),
+        }
+        float_counts = {  # the same products, countable
+            "entropy model, encode, exact numerics (hyper synthesis + slices + coder)":
+                lambda: model.compress_analysis(y, z, exact=False),
+            "entropy model, decode, exact numerics": lambda: latent_coder.decode_latents(model, strings, shape, None, False),
+            "whole encode": lambda: model.compress(x, exact=False),
+            "whole decode": lambda: model.decompress(strings, shape, exact=False),
         }
         print(f"{args.model} {args.size}, {args.threads} threads; fp32 matmul peak {peak:.0f} GFLOP/s "
               f"(torch.mm {PEAK_MATRIX}^2), median of {args.repeats}")
@@ -95,7 +107,7 @@ def main(argv=None) -> int:
         print("|---|---|---|---|---|")
         for name, fn in stages.items():
             fn()  # warm
-            gflop, seconds = measure(model, fn, args.repeats)
+            gflop, seconds = measure(model, fn, args.repeats, float_counts.get(name))
             rate = gflop / seconds
             print(f"| {name} | {gflop:.1f} | {seconds:.3f} | {rate:.0f} | {rate / peak:.0%} |", flush=True)
     return 0

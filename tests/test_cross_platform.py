@@ -93,7 +93,7 @@ OPS_SCRIPT = textwrap.dedent(
     """
     import hashlib, json, torch
     import torch.nn.functional as F
-    from tcmcodec.exact import elementary, mode
+    from tcmcodec.exact import elementary, reductions as mode
     torch.set_num_threads(2)
     index = torch.arange(1 << 16, dtype=torch.float64)
     # values from exact arithmetic alone: the same inputs in every process

@@ -10,9 +10,9 @@ import torch
 import torch.nn.functional as F
 
 from tcmcodec.exact import elementary
-from tcmcodec.exact.mode import (
+from tcmcodec.exact.mode import ExactArithmetic
+from tcmcodec.exact.reductions import (
     EXACT_BITS,
-    ExactArithmetic,
     InexactOperation,
     exact_conv2d,
     exact_layer_norm,
@@ -85,7 +85,7 @@ def test_exact_convolution_equals_integer_arithmetic_and_the_float_convolution()
     x, w, b = torch.randn(2, 288, 6, 10), torch.randn(64, 288, 3, 3) * 0.05, torch.randn(64)
     out = exact_conv2d(x, w, b, 1, 1)
     # rebuild it from the grids in int64: every sum in the float64 kernel was exact
-    from tcmcodec.exact.mode import WEIGHT_BITS, operand_bits
+    from tcmcodec.exact.reductions import WEIGHT_BITS, operand_bits
 
     n_x, g_x = to_grid(x, (1, 2, 3), operand_bits(288 * 9, WEIGHT_BITS))
     n_w, g_w = to_grid(w, (1, 2, 3), WEIGHT_BITS)

@@ -11,8 +11,9 @@ Data path (shapes for an input of (B, 3, H, W), H and W multiples of ``pad_multi
 
 The slice step is written once (:meth:`TCM._slice_loop`) and shared by :meth:`forward`
 (training: noisy likelihoods, straight-through rounding), :meth:`compress` and
-:meth:`decompress` (rANS with CompressAI's coder), which differ only in how a slice is
-quantized (:class:`SliceQuantizer`).
+:meth:`decompress` (range coding, :mod:`tcmcodec.coding.latent_coder`, with the exact or
+the float numerics of :mod:`tcmcodec.exact`), which differ only in how a slice is quantized
+(:class:`SliceQuantizer`).
 """
 
 from __future__ import annotations
