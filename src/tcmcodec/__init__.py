@@ -20,7 +20,7 @@ _warnings.filterwarnings("ignore", message=r".*torch\.jit\.script.*deprecated", 
 
 from tcmcodec.errors import FormatError, ImageError, ModelMismatchError, ModelNotFoundError, TcmError
 
-__version__ = "0.1.0"
+__version__ = "0.2.0"
 
 from tcmcodec import pillow_plugin as _pillow_plugin  # noqa: E402,F401  (registers .tcm)
 
