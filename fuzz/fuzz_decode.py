@@ -9,6 +9,7 @@ bounded work. Decoding must end in an image or a :class:`tcmcodec.TcmError`; any
 
     python fuzz/fuzz_decode.py -runs=1000000 -timeout=20 -rss_limit_mb=3072 NEW_CORPUS fuzz/corpus
     python fuzz/fuzz_decode.py --make-corpus fuzz/corpus     # rebuild the seed files
+    TCM_FUZZ_MEMORY_EVERY=10000 python fuzz/fuzz_decode.py ...  # log memory every 10000 inputs
 
 Coverage is collected on the modules that read the file's bytes (:data:`INSTRUMENTED`).
 """
@@ -25,12 +26,31 @@ sys.path.insert(0, str(REPO / "tests"))
 #: declared images above this many pixels are refused on the header
 MAX_PIXELS = 256 * 256
 #: the modules whose coverage guides the fuzzer: everything that reads the file's bytes. The
-#: networks are left out: they see only tensors of validated shapes, and atheris's tracing of
-#: their tensor comparisons kept the compared tensors alive (memory grew ~4 MB per 1000 inputs)
+#: networks and the exact arithmetic are left out: they see only tensors of validated shapes,
+#: and atheris (3.0) keeps the result of every traced comparison of tensors alive, so memory
+#: would grow with each input. atheris selects whole top-level packages (``include``), so the
+#: rest of tcmcodec is named in ``exclude`` (:func:`uninstrumented_modules`).
 INSTRUMENTED = ["tcmcodec.container", "tcmcodec.codec", "tcmcodec.coding", "tcmcodec.image_io",
                 "tcmcodec.zoo", "tcmcodec.errors"]
 #: mode byte bit: recompute the CRC-32 of the file before decoding
 REPAIR_CHECKSUM = 0x01
+#: environment variable: print the process's memory every this many inputs (0: never)
+MEMORY_LOG_ENV = "TCM_FUZZ_MEMORY_EVERY"
+
+
+def uninstrumented_modules() -> list[str]:
+    """Every tcmcodec module outside :data:`INSTRUMENTED`, found on disk (nothing imported)."""
+    import importlib.util
+
+    spec = importlib.util.find_spec("tcmcodec")
+    root = Path(spec.origin).parent
+    names = []
+    for path in root.rglob("*.py"):
+        parts = path.relative_to(root).with_suffix("").parts
+        parts = parts[:-1] if parts[-1] == "__init__" else parts
+        names.append(".".join(("tcmcodec", *parts)))
+    return [name for name in names
+            if not any(name == kept or name.startswith(kept + ".") for kept in INSTRUMENTED)]
 
 
 def _load():
@@ -58,6 +78,42 @@ def decode_input(codec, model, data: bytes) -> None:
         pass
 
 
+class MemoryLog:
+    """Prints, every ``every`` inputs, the resident set size beside what Python itself holds
+    (allocated blocks, objects the collector tracks, live tensors), so growth of the process can
+    be told apart from growth of the decoder's objects."""
+
+    def __init__(self, every: int) -> None:
+        self.every = every
+        self.count = 0
+
+    def tick(self) -> None:
+        self.count += 1
+        if not self.every or self.count % self.every:
+            return
+        import gc
+
+        import torch
+
+        gc.collect()
+        objects = gc.get_objects()
+        tensors = sum(1 for item in objects if isinstance(item, torch.Tensor))
+        rss_mb = _resident_mb()
+        print(f"memory inputs={self.count} rss_mb={rss_mb:.0f} python_blocks={sys.getallocatedblocks()} "
+              f"gc_objects={len(objects)} tensors={tensors}", file=sys.stderr, flush=True)
+
+
+def _resident_mb() -> float:
+    """Resident set size of this process in MiB (Linux /proc; 0 elsewhere)."""
+    try:
+        fields = Path("/proc/self/statm").read_text().split()
+    except OSError:
+        return 0.0
+    import os
+
+    return int(fields[1]) * os.sysconf("SC_PAGE_SIZE") / 2**20
+
+
 def make_corpus(folder: Path) -> None:
     """Seed files: the tiny model's files in every colour mode and a few sizes and qualities,
     each with and without the checksum repair."""
@@ -83,9 +139,17 @@ def main(argv: list[str]) -> None:
         return
     import atheris
 
-    with atheris.instrument_imports(include=INSTRUMENTED):
+    import os
+
+    with atheris.instrument_imports(include=INSTRUMENTED, exclude=uninstrumented_modules()):
         codec, model = _load()
-    atheris.Setup(argv, lambda data: decode_input(codec, model, data))
+    memory = MemoryLog(int(os.environ.get(MEMORY_LOG_ENV, "0")))
+
+    def one_input(data: bytes) -> None:
+        decode_input(codec, model, data)
+        memory.tick()
+
+    atheris.Setup(argv, one_input)
     atheris.Fuzz()
 
 
