@@ -35,13 +35,13 @@ SEED=${SEED:-0}
 OUT=${OUT:-/tmp/device-out}
 mkdir -p "$OUT"
 
-if ! python3 -c "import compressai" 2>/dev/null; then  # not installed there: its wheel travels in .whl
+if ! python3 -c "import constriction, pytorch_msssim" 2>/dev/null; then  # not installed there: the wheels travel in .whl
   python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target "/tmp/site-$TAG" .whl/*.whl
   export PYTHONPATH=/tmp/site-$TAG
 fi
 export PYTHONPATH=src${PYTHONPATH:+:$PYTHONPATH} PYTHONUNBUFFERED=1 PYTHONWARNINGS=ignore
 nvidia-smi -L || true
-python3 -c "import torch, compressai; print('torch', torch.__version__, 'cuda', torch.cuda.is_available())"
+python3 -c "import torch, constriction; print('torch', torch.__version__, 'cuda', torch.cuda.is_available())"
 
 RUN=/tmp/device-run-$TAG
 LOG=$OUT/$TAG-train.log

@@ -16,7 +16,6 @@ import copy
 
 import torch
 import torch.nn.functional as F
-from compressai.ans import BufferedRansEncoder
 from torch import Tensor
 
 from tcmcodec.layers.attention import WindowAttention
@@ -149,50 +148,28 @@ def reference_forward(model, x: Tensor) -> dict:
     return {"x_hat": x_hat, "likelihoods": {"y": torch.cat(y_likelihood, dim=1), "z": z_likelihoods}}
 
 
-def _with_compressai_tables(model):
-    """A copy of ``model`` with CompressAI's own CDF tables (its ``update``), as the
-    reference implementation codes with them."""
-    from compressai.models import CompressionModel
-    from compressai.models.base import get_scale_table
-
-    tables = copy.deepcopy(model)
-    cfg = model.config
-    CompressionModel.update(tables, scale_table=get_scale_table(cfg.scale_min, cfg.scale_max, cfg.scale_levels),
-                            force=True)
-    return tables
-
-
 def reference_compress(model, x: Tensor) -> dict:
-    """The reference's compress: symbols and indexes through Python lists, one rANS string
-    (CompressAI's coder and tables); also the symbols, indexes and the ŷ the decoder rebuilds."""
-    model = _with_compressai_tables(model)
-    gc = model.gaussian_conditional
+    """The reference's compress up to the coder: z rounded around its medians, the slice
+    loop with symbols collected in Python lists; returns the symbols, the scales and the ŷ
+    the decoder rebuilds."""
     with straightforward_layers():
         y = model.g_a(x)
         z = model.h_a(y)
-        z_strings = model.entropy_bottleneck.compress(z)
-        z_hat = model.entropy_bottleneck.decompress(z_strings, z.size()[-2:])
+        medians = model.entropy_bottleneck.quantiles[:, 0, 1].reshape(1, -1, 1, 1)
+        z_hat = torch.round(z - medians) + medians
         latent_scales = model.h_scale_s(z_hat)
         latent_means = model.h_mean_s(z_hat)
-        cdf = gc.quantized_cdf.tolist()
-        cdf_lengths = gc.cdf_length.reshape(-1).int().tolist()
-        offsets = gc.offset.reshape(-1).int().tolist()
-        encoder = BufferedRansEncoder()
-        symbols_list, indexes_list, y_hat_slices, scales = [], [], [], []
+        symbols_list, y_hat_slices, scales = [], [], []
         for i, y_slice in enumerate(y.chunk(model.config.num_slices, 1)):
             mean_support, mu, scale = _slice_params(model, i, latent_means, latent_scales, y_hat_slices)
-            index = gc.build_indexes(scale)
-            y_q_slice = gc.quantize(y_slice, "symbols", mu)
+            y_q_slice = torch.round(y_slice - mu)
             y_hat_slice = y_q_slice + mu
-            symbols_list.extend(y_q_slice.reshape(-1).tolist())
-            indexes_list.extend(index.reshape(-1).tolist())
+            symbols_list.extend(int(v) for v in y_q_slice.reshape(-1).tolist())
             scales.append(scale)
             lrp = model.lrp_transforms[i](torch.cat([mean_support, y_hat_slice], dim=1))
             y_hat_slices.append(y_hat_slice + 0.5 * torch.tanh(lrp))
-        encoder.encode_with_indexes(symbols_list, indexes_list, cdf, cdf_lengths, offsets)
-        y_string = encoder.flush()
-    return {"strings": [[y_string], z_strings], "shape": z.size()[-2:], "symbols": symbols_list,
-            "scales": torch.cat(scales, dim=1), "y_hat": torch.cat(y_hat_slices, dim=1)}
+    return {"shape": z.size()[-2:], "symbols": symbols_list, "scales": torch.cat(scales, dim=1),
+            "y_hat": torch.cat(y_hat_slices, dim=1)}
 
 
 def reference_synthesis(model, y_hat: Tensor) -> Tensor:

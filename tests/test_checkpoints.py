@@ -170,7 +170,7 @@ def test_a_finer_scale_table_changes_the_bits_not_the_picture_and_is_part_of_the
     assert run_cli("export", path, tmp_path / "fine.pt", "--scale-levels", "256") == 0
     coarse, fine = load_checkpoint(path), load_checkpoint(tmp_path / "fine.pt")
     assert coarse.weights_hash == digest  # the default table leaves hashes as they were
-    assert fine.config.scale_levels == 256 and fine.gaussian_conditional.scale_table.numel() == 256
+    assert fine.config.scale_levels == 256 and fine.coding_tables().scales.numel() == 256
     assert fine.weights_hash != digest  # same parameters, another bitstream: another identity
     torch.manual_seed(0)
     x = torch.rand(1, 3, 128, 128)

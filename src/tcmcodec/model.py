@@ -1,5 +1,7 @@
 """The TCM network (Liu, Sun, Katto, "Learned Image Compression with Mixed
-Transformer-CNN Architectures", CVPR 2023) as a CompressAI ``CompressionModel``.
+Transformer-CNN Architectures", CVPR 2023), with CompressAI's model contract
+(forward / compress / decompress / update / aux_loss) but no dependency on CompressAI
+(:mod:`tcmcodec.integrations.compressai` makes it a CompressAI model where that is wanted).
 
 Data path (shapes for an input of (B, 3, H, W), H and W multiples of ``pad_multiple``)::
 
@@ -24,26 +26,18 @@ from concurrent.futures import ThreadPoolExecutor
 from typing import Callable, Protocol, TypeVar
 
 import torch
-from compressai.entropy_models import GaussianConditional
-from compressai.layers import (
-    ResidualBlockUpsample,
-    ResidualBlockWithStride,
-    conv3x3,
-    subpel_conv3x3,
-)
-from compressai.models import CompressionModel
-from compressai.ops import quantize_ste
 from torch import Tensor, nn
 
 from tcmcodec.coding import latent_coder
 from tcmcodec.coding.latent_coder import CodingTables
 from tcmcodec.coding.tables import scale_table
 from tcmcodec.config import LATENT_STRIDE, TCMConfig
-from tcmcodec.entropy_models import EntropyBottleneck
+from tcmcodec.entropy_models import EntropyBottleneck, GaussianConditional, quantize_ste
 from tcmcodec.exact.mode import ExactArithmetic, exact_arithmetic_active
 from tcmcodec.layers import SWAtten, tcm_stage
 from tcmcodec.layers.gain import GainUnits
 from tcmcodec.layers.pointwise import use_pointwise_matmul
+from tcmcodec.layers.residual import ResidualBlockUpsample, ResidualBlockWithStride, conv3x3, subpel_conv3x3
 from tcmcodec.tiling import TilePlan, tiled_apply
 
 #: a rate level: a float in [0, levels - 1] or a (B,) tensor of them; None for fixed-rate models
@@ -104,7 +98,7 @@ class SliceQuantizer(Protocol):
     def __call__(self, index: int, mean: Tensor, scale: Tensor) -> Tensor: ...
 
 
-class TCM(CompressionModel):
+class TCM(nn.Module):
     """TCM image compression model.
 
     Keeps CompressAI's contract: :meth:`forward` returns ``x_hat`` and ``likelihoods``
@@ -162,7 +156,7 @@ class TCM(CompressionModel):
             _context_stack(cfg.context_channels(i) + K, cfg.context_widths, K) for i in range(S)
         )
         self.entropy_bottleneck = EntropyBottleneck(cfg.hyper_channels)
-        self.gaussian_conditional = GaussianConditional(None)
+        self.gaussian_conditional = GaussianConditional()
         if cfg.variable_rate:
             # quantization step ~ 1/gain and MSE ~ step^2, so gains start at sqrt(lambda)
             mid = cfg.rate_lambdas[len(cfg.rate_lambdas) // 2]
@@ -210,10 +204,13 @@ class TCM(CompressionModel):
         if self._coding_tables is not None and not force:
             return False
         if update_quantiles:
-            self.entropy_bottleneck._update_quantiles()
+            self.entropy_bottleneck.fit_quantiles()
         self._coding_tables = latent_coder.build_tables(self)
-        self.gaussian_conditional.scale_table = self._coding_tables.scales.float()
         return True
+
+    def aux_loss(self) -> Tensor:
+        """The entropy bottleneck's auxiliary loss (trains its quantiles only)."""
+        return self.entropy_bottleneck.loss()
 
     def coding_tables(self) -> CodingTables:
         """The tables :meth:`update` built; built now if it has not run since the model was
@@ -222,10 +219,10 @@ class TCM(CompressionModel):
             self.update()
         return self._coding_tables
 
-    def load_state_dict(self, state_dict, strict: bool = True):
-        """CompressAI's ``load_state_dict``; the coding tables are rebuilt on next use, from
+    def load_state_dict(self, state_dict, strict: bool = True, assign: bool = False):
+        """``nn.Module.load_state_dict``; the coding tables are rebuilt on next use, from
         the new weights."""
-        result = super().load_state_dict(state_dict, strict=strict)
+        result = nn.Module.load_state_dict(self, state_dict, strict=strict, assign=assign)
         self._coding_tables = None
         return result
 

@@ -33,12 +33,12 @@ from __future__ import annotations
 import math
 
 import torch
-from compressai.layers import GDN
 from torch import Tensor, nn
 
 from tcmcodec.config import TCMConfig
 from tcmcodec.errors import TcmError
 from tcmcodec.layers.attention import WindowAttention
+from tcmcodec.layers.gdn import GDN
 from tcmcodec.model import TCM
 
 #: the widening factor (channel duplication)

@@ -27,9 +27,6 @@ COMMANDS: dict[str, str] = {
     "compare": "tcmcodec.cli.compare",
     "demo": "tcmcodec.cli.demo",
 }
-#: sub-commands that run without torch and CompressAI (the others import CompressAI first,
-#: the fast way: :mod:`tcmcodec.cli._startup`)
-LIGHT_COMMANDS = frozenset({"info", "models"})
 
 
 class _ArgumentParser(argparse.ArgumentParser):
@@ -60,6 +57,13 @@ def build_parser(only: str | None = None) -> argparse.ArgumentParser:
     return parser
 
 
+#: optional packages and the extra that installs each (``pip install 'tcmcodec[extra]'``)
+OPTIONAL_PACKAGES = {
+    "pytorch_msssim": "train", "matplotlib": "eval", "bjontegaard": "eval", "pillow_heif": "eval",
+    "pillow_jxl": "eval", "compressai": "compressai",
+}
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of ``tcm`` and ``python -m tcmcodec``; returns the exit status."""
     argv = list(sys.argv[1:] if argv is None else argv)
@@ -73,13 +77,16 @@ def main(argv: Sequence[str] | None = None) -> int:
         parser.print_help()
         return 1
     try:
-        if args.command not in LIGHT_COMMANDS:
-            from tcmcodec.cli._startup import import_compressai
-
-            import_compressai()  # inside the try: Ctrl-C while importing is "interrupted"
         return int(args._run(args) or 0)
     except TcmError as exc:
         print(f"tcm {args.command}: error: {exc}", file=sys.stderr)
+        return 1
+    except ModuleNotFoundError as exc:
+        root = (exc.name or "").split(".")[0]
+        if root not in OPTIONAL_PACKAGES:
+            raise
+        print(f"tcm {args.command}: error: this needs the optional package {root}: "
+              f"pip install 'tcmcodec[{OPTIONAL_PACKAGES[root]}]'", file=sys.stderr)
         return 1
     except FileNotFoundError as exc:
         detail = f"no such file: {exc.filename}" if exc.filename is not None else str(exc)

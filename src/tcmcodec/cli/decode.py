@@ -11,6 +11,12 @@ from tcmcodec.errors import TcmError
 
 HELP = "decompress a .tcm file (or several, or a folder) to an image (format from the extension)"
 
+#: zlib level of written PNGs. Measured on a decoded 768x512 Kodak image: level 6
+#: (Pillow's default) 0.099 s and 404 KB, level 3 0.034 s and 446 KB, level 9 0.74 s and
+#: 388 KB. The decoded image is already lossy, so the faster level is the default;
+#: ``--png-compression 9`` writes the smallest file.
+PNG_COMPRESSION = 3
+
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("inputs", nargs="+", metavar="INPUT", help=".tcm file(s) or a folder")
@@ -18,6 +24,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--checkpoint", metavar="PATH", help="checkpoint of the model that coded the file")
     p.add_argument("--model", metavar="NAME", help="registered model (default: the one named in the file)")
     p.add_argument("--format", default="png", help="image format for folder output (default png)")
+    p.add_argument("--png-compression", type=int, choices=range(10), default=PNG_COMPRESSION, metavar="0-9",
+                   help=f"zlib level of PNG output: 9 smallest, 1 fastest (default {PNG_COMPRESSION})")
     add_threads_argument(p)
 
 
@@ -62,6 +70,7 @@ def run(args: argparse.Namespace) -> int:
         except TcmError as exc:
             raise type(exc)(f"{src}: {exc}") from None
         image = decode_stream(stream, model)
-        save_image(image, dst)
+        png = dst.suffix.lower() == ".png"
+        save_image(image, dst, **({"compress_level": args.png_compression} if png else {}))
         print(f"{dst}: {image.width}x{image.height} {image.mode}, {time.perf_counter() - start:.2f} s")
     return 0

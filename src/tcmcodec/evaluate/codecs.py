@@ -564,7 +564,7 @@ class TcmCodec(Codec):
             "library": "tcmcodec",
             "tcmcodec": getattr(tcmcodec, "__version__", None),
             "torch": _pkg_version("torch"),
-            "compressai": _pkg_version("compressai"),
+            "constriction": _pkg_version("constriction"),
         }
         if self.model is not None:
             s["model"] = self.model

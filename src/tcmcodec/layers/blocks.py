@@ -7,10 +7,10 @@ as they are (see ``shared/reference/TCM.md``).
 from __future__ import annotations
 
 import torch
-from compressai.layers import AttentionBlock, ResidualBlock, conv1x1
 from torch import Tensor, nn
 
 from tcmcodec.layers.attention import WindowAttention, WindowKind
+from tcmcodec.layers.residual import GatedAttention, ResidualBlock, conv1x1
 
 
 def residual_add(branch: Tensor, skip: Tensor) -> Tensor:
@@ -133,16 +133,16 @@ class SwinBlock(nn.Module):
         return contiguous
 
 
-class SWAtten(AttentionBlock):
+class SWAtten(GatedAttention):
     """Swin-attention module of the channel-wise entropy model (paper Fig. 4).
 
     (B, c_in, H, W) -> (B, c_in, H, W). ``in_conv`` (1x1) maps to the inner width u; then
-    ``conv_a(u) * sigmoid(conv_b(swin(u))) + u`` (CompressAI's AttentionBlock with a Swin
-    block in front of its gating branch); ``out_conv`` (1x1) maps back.
+    ``conv_a(u) * sigmoid(conv_b(swin(u))) + u`` (:class:`GatedAttention` with a Swin block
+    in front of its gating branch); ``out_conv`` (1x1) maps back.
     """
 
     def __init__(self, channels: int, inner_width: int, head_dim: int, window: int, mlp_ratio: int = 4) -> None:
-        super().__init__(N=inner_width)
+        super().__init__(inner_width)
         self.non_local_block = SwinBlock(inner_width, head_dim, window, mlp_ratio)
         self.in_conv = conv1x1(channels, inner_width)
         self.out_conv = conv1x1(inner_width, channels)

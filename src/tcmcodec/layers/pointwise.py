@@ -5,7 +5,7 @@ that lands on the other side of a scale-table boundary selects another CDF and t
 of the stream decodes to garbage. Measured on this project's CPU build of PyTorch
 (oneDNN), 3x3 convolutions, linear layers, batched matrix products, layer norm and
 attention give identical bits with 1, 2 or more threads, but 1x1 convolutions (``nn.Conv2d``
-and the ``F.conv2d`` inside CompressAI's GDN) do not. Computing them as a matrix product
+and the ``F.conv2d`` inside GDN) do not. Computing them as a matrix product
 over channels removes that dependence; ``tests/test_determinism.py`` checks it across
 processes. The modules keep their parameters, so state dicts are unchanged.
 """
@@ -13,8 +13,9 @@ processes. The modules keep their parameters, so state dicts are unchanged.
 from __future__ import annotations
 
 import torch
-from compressai.layers import GDN
 from torch import Tensor, nn
+
+from tcmcodec.layers.gdn import GDN
 
 
 def pointwise(x: Tensor, weight: Tensor, bias: Tensor | None) -> Tensor:
@@ -47,14 +48,13 @@ class PointwiseConv2d(nn.Conv2d):
 
 
 class PointwiseGDN(GDN):
-    """CompressAI's (inverse) GDN with its 1x1 convolution evaluated by :func:`pointwise`
-    at inference (CompressAI's own forward with autograd on)."""
+    """(Inverse) GDN with its 1x1 convolution evaluated by :func:`pointwise` at inference
+    (the plain forward with autograd on)."""
 
     def forward(self, x: Tensor) -> Tensor:
         if torch.is_grad_enabled():
             return super().forward(x)
-        beta = self.beta_reparam(self.beta)
-        gamma = self.gamma_reparam(self.gamma)
+        beta, gamma = self.normalizer()
         norm = pointwise(x * x, gamma, beta)
         norm = torch.sqrt(norm) if self.inverse else torch.rsqrt(norm)
         return x * norm
