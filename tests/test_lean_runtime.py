@@ -1,6 +1,7 @@
-"""The ``tcm`` command imports what it uses: the codec commands load torch, Pillow, numpy
-and the range coder, nothing of CompressAI or its heavy dependencies; ``tcm info`` not even
-torch; a command whose optional extra is missing says which one to install.
+"""The codec runtime is lean: the base install requires nothing of CompressAI or its heavy
+dependencies; the codec commands import torch, Pillow, numpy and the range coder and
+nothing of those; ``tcm info`` not even torch; a command whose optional extra is missing
+says which one to install.
 
 Imports are per process, so the end-to-end checks run fresh interpreters.
 """
@@ -9,8 +10,10 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 import sys
+from importlib import metadata
 
 import numpy as np
 import pytest
@@ -23,6 +26,41 @@ from conftest import PYTHON, REPO
 
 #: packages the codec runtime must not import (CompressAI and what it pulls in)
 NOT_IMPORTED = ("compressai", "torch_geometric", "torchvision", "pandas", "scipy", "matplotlib")
+
+
+def _base_requirements(distribution: str, seen: set[str]) -> set[str]:
+    """Names of every distribution that ``distribution`` requires, transitively, without
+    extras (markers evaluated for this interpreter), from the installed metadata."""
+    from packaging.requirements import Requirement
+
+    for line in metadata.requires(distribution) or []:
+        requirement = Requirement(line)
+        if requirement.marker is not None and not requirement.marker.evaluate({"extra": ""}):
+            continue  # an extra's requirement, or one for another platform
+        name = re.sub(r"[-_.]+", "-", requirement.name).lower()
+        if name not in seen:
+            seen.add(name)
+            try:
+                _base_requirements(name, seen)
+            except metadata.PackageNotFoundError:
+                pass  # required but not installed here: its own requirements are unknown
+    return seen
+
+
+def test_the_base_install_requires_nothing_of_compressai_or_its_dependencies():
+    required = _base_requirements("tcmcodec", set())
+    assert {"torch", "numpy", "pillow", "constriction"} <= required
+    forbidden = {"compressai", "torch-geometric", "torchvision", "pandas", "scipy", "matplotlib"}
+    assert not required & forbidden
+
+
+def test_the_base_install_accepts_numpy_2():
+    from packaging.requirements import Requirement
+
+    for line in metadata.requires("tcmcodec") or []:
+        requirement = Requirement(line)
+        if requirement.name == "numpy":
+            assert requirement.specifier.contains("2.2.0") and requirement.specifier.contains("1.26.4")
 
 
 def _run_python(code: str) -> dict:
