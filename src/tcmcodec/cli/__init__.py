@@ -26,6 +26,7 @@ COMMANDS: dict[str, str] = {
     "eval": "tcmcodec.cli.eval",
     "compare": "tcmcodec.cli.compare",
     "demo": "tcmcodec.cli.demo",
+    "serve": "tcmcodec.cli.serve",
 }
 
 
@@ -60,7 +61,8 @@ def build_parser(only: str | None = None) -> argparse.ArgumentParser:
 #: optional packages and the extra that installs each (``pip install 'tcmcodec[extra]'``)
 OPTIONAL_PACKAGES = {
     "pytorch_msssim": "train", "matplotlib": "eval", "bjontegaard": "eval", "pillow_heif": "eval",
-    "pillow_jxl": "eval", "compressai": "compressai",
+    "pillow_jxl": "eval", "compressai": "compressai", "uvicorn": "serve", "starlette": "serve",
+    "multipart": "serve", "python_multipart": "serve",
 }
 
 
