@@ -2,6 +2,7 @@
 #   make test  - create .venv, install with dev extras, run the test suite; then the
 #                CompressAI compatibility tests in .venv-compressai (see test-compressai)
 #   make demo  - create .venv, install, compress a real photo with the bundled model
+#   make serve - create .venv, install the serve extra, start the comparison page (tcm serve)
 PYTHON ?= python3
 VENV ?= .venv
 PY := $(VENV)/bin/python
@@ -15,7 +16,7 @@ COMPAT_TESTS := tests/test_compressai_compat.py
 IMG ?=
 DEMO_OUT ?= demo-out
 
-.PHONY: test test-compressai demo install dev clean bench
+.PHONY: test test-compressai demo serve install dev clean bench
 
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -55,6 +56,13 @@ test-compressai: $(COMPAT_VENV)/.installed
 
 demo: $(VENV)/.installed-eval
 	$(PY) -m tcmcodec demo $(if $(IMG),--image $(IMG)) --out $(DEMO_OUT)
+
+$(VENV)/.installed-serve: $(VENV)/.installed pyproject.toml
+	$(PIP) install -q -e '.[serve]'
+	touch $@
+
+serve: $(VENV)/.installed-serve
+	$(PY) -m tcmcodec serve
 
 bench: $(VENV)/.installed-dev
 	$(PY) benchmarks/codec_speed.py

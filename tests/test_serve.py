@@ -74,6 +74,14 @@ def test_comparison_codes_every_codec_at_tcms_size_and_the_tcm_download_decodes(
     assert np.array_equal(np.asarray(shown), np.asarray(decode(coded.content).convert("RGB")))
 
 
+def test_a_bundled_sample_can_be_compared_without_an_upload(client):
+    samples = client.get("/api/config").json()["samples"]
+    assert [s["name"] for s in samples] == ["grace-hopper"]  # matplotlib comes with the serve extra
+    job = _wait(client, client.post("/api/compare", data={"sample": "grace-hopper", "quality": "0", "codecs": "jpeg"}).json()["id"])
+    assert job["state"] == "done" and job["results"]["width"] == 512
+    assert client.post("/api/compare", data={"sample": "nope", "quality": "0"}).status_code == 400
+
+
 def test_a_size_target_is_met_by_tcm(client):
     reply = client.post("/api/compare", files={"file": ("p.png", _photo(seed=1), "image/png")},
                         data={"max_bytes": "1500", "codecs": ""})
@@ -203,3 +211,22 @@ def test_the_page_shows_the_error_of_a_bad_upload(page, tmp_path):
     page.click("#compare")
     page.wait_for_selector("#error:not([hidden])")
     assert "cannot read this file as an image" in page.inner_text("#error")
+
+
+def test_serve_refuses_a_taken_port_in_one_line(capsys):
+    from tcmcodec.cli import main
+
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        assert main(["serve", "--port", str(port)]) == 1
+    err = capsys.readouterr().err.strip()
+    assert err.startswith(f"tcm serve: error: cannot listen on 127.0.0.1:{port}") and "\n" not in err
+
+
+def test_help_lists_every_command_with_serve(capsys):
+    from tcmcodec.cli import main
+
+    assert main(["--help"]) == 0
+    assert "serve" in capsys.readouterr().out

@@ -6,7 +6,7 @@ import argparse
 import socket
 import webbrowser
 
-from tcmcodec.cli._common import add_threads_argument, apply_threads
+from tcmcodec.cli._common import apply_threads
 from tcmcodec.errors import TcmError
 
 HELP = "start a local web page that compares TCM with JPEG, WebP and AVIF at equal size"
@@ -24,7 +24,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help=f"largest image coded (default {DEFAULT_MAX_PIXELS:,} pixels)")
     p.add_argument("--max-upload-mb", type=int, default=DEFAULT_MAX_UPLOAD // 2**20, metavar="MB",
                    help=f"largest upload (default {DEFAULT_MAX_UPLOAD // 2**20} MB)")
-    add_threads_argument(p)
+    p.add_argument("--threads", type=int, metavar="N", help="torch CPU threads (default: all cores)")
 
 
 def run(args: argparse.Namespace) -> int:

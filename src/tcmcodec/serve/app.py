@@ -2,7 +2,7 @@
 
     GET  /                        the page (static/index.html, app.js, style.css)
     GET  /api/config              codecs on offer, quality range, limits
-    POST /api/compare             multipart: file, quality or max_bytes, codecs -> 202 {id}
+    POST /api/compare             multipart: file (or sample), quality or max_bytes, codecs -> 202 {id}
     POST /api/decode              multipart: file (a .tcm)                    -> 202 {id}
     GET  /api/jobs/{id}           state, stage, progress; results when done
     GET  /api/jobs/{id}/files/{name}   a decoded PNG or a coded file of that job
@@ -45,8 +45,9 @@ def _error(message: str, status: int) -> JSONResponse:
     return JSONResponse({"error": message}, status_code=status)
 
 
-async def _upload(request: Request, max_upload: int) -> tuple[bytes, Any]:
-    """The uploaded file's bytes and the form; refuses oversize bodies before reading them."""
+async def _upload(request: Request, max_upload: int, samples: bool = False) -> tuple[bytes, Any]:
+    """The uploaded file's bytes (or, with ``samples``, a named sample's) and the form;
+    refuses oversize bodies before reading them."""
     declared = request.headers.get("content-length")
     if declared is not None and declared.isdigit() and int(declared) > max_upload + 64 * 1024:
         raise BadRequest(f"the upload is larger than {max_upload // 2**20} MB", 413)
@@ -55,6 +56,11 @@ async def _upload(request: Request, max_upload: int) -> tuple[bytes, Any]:
     except Exception as exc:  # noqa: BLE001 - the multipart parser's errors vary by version
         raise BadRequest(f"the request is not a valid upload form ({exc})") from None
     upload = form.get("file")
+    if samples and not isinstance(upload, UploadFile) and form.get("sample"):
+        data = comparison.sample_bytes(str(form.get("sample")))
+        if data is None:
+            raise BadRequest(f"no sample named {form.get('sample')!r}")
+        return data, form
     if not isinstance(upload, UploadFile):
         raise BadRequest("no file in the upload (form field 'file')")
     data = await upload.read(max_upload + 1)
@@ -86,13 +92,15 @@ def create_app(*, max_upload: int = DEFAULT_MAX_UPLOAD, max_pixels: int = DEFAUL
         from tcmcodec.evaluate.codecs import get_codec
 
         offered = [name for name in comparison.CLASSICAL_CODECS if get_codec(name).available()]
-        return JSONResponse({"codecs": offered, "quality": {"min": QUALITY_RANGE[0], "max": QUALITY_RANGE[1],
+        samples = [{"name": name, "label": label} for name, (label, _) in comparison.SAMPLES.items()
+                   if comparison.sample_bytes(name) is not None]
+        return JSONResponse({"codecs": offered, "samples": samples, "quality": {"min": QUALITY_RANGE[0], "max": QUALITY_RANGE[1],
                                                             "default": DEFAULT_QUALITY},
                              "max_upload": max_upload, "max_pixels": max_pixels})
 
     async def compare(request: Request) -> Response:
         try:
-            data, form = await _upload(request, max_upload)
+            data, form = await _upload(request, max_upload, samples=True)
             quality = _int_field(form, "quality", *QUALITY_RANGE)
             max_bytes = _int_field(form, "max_bytes", 1, max_upload)
             if (quality is None) == (max_bytes is None):

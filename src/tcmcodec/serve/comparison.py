@@ -29,6 +29,9 @@ DOWNLOADS = {
     "webp": (".webp", "image/webp"),
     "avif": (".avif", "image/avif"),
 }
+#: sample photos offered by the page: name -> (label, file in matplotlib's sample data,
+#: which the serve extra installs)
+SAMPLES = {"grace-hopper": ("Grace Hopper (matplotlib's sample photo)", "grace_hopper.jpg")}
 #: zlib level of the PNGs shown in the page
 DISPLAY_PNG_LEVEL = 1
 #: MS-SSIM needs images larger than this on the short side (four halvings of an 11-tap window)
@@ -42,6 +45,19 @@ def _png(rgb: np.ndarray) -> bytes:
     buffer = io.BytesIO()
     Image.fromarray(rgb).save(buffer, format="PNG", compress_level=DISPLAY_PNG_LEVEL)
     return buffer.getvalue()
+
+
+def sample_bytes(name: str) -> bytes | None:
+    """The file of sample ``name``, or None when it is unknown or not installed."""
+    if name not in SAMPLES:
+        return None
+    try:
+        from matplotlib import cbook
+
+        with open(cbook.get_sample_data(SAMPLES[name][1], asfileobj=False), "rb") as f:
+            return f.read()
+    except (ImportError, OSError, ValueError):
+        return None
 
 
 def check_image_header(data: bytes, max_pixels: int) -> None:

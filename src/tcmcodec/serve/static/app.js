@@ -4,6 +4,7 @@
 const $ = (id) => document.getElementById(id);
 const POLL_MS = 250;
 let chosenFile = null;
+let chosenSample = "";
 let current = null; // results of the last comparison
 const view = { zoom: 1, x: 0, y: 0 };
 
@@ -13,7 +14,7 @@ function showError(message) {
 }
 
 function setBusy(busy) {
-  $("compare").disabled = busy || !chosenFile;
+  $("compare").disabled = busy || !(chosenFile || chosenSample);
   $("progress").hidden = !busy;
 }
 
@@ -26,6 +27,8 @@ async function loadConfig() {
     label.innerHTML = `<input type="checkbox" value="${name}" checked> ${name.toUpperCase()} `;
     box.appendChild(label);
   }
+  for (const sample of config.samples) $("sample").add(new Option(sample.label, sample.name));
+  $("sample-row").hidden = config.samples.length === 0;
   $("quality").min = config.quality.min;
   $("quality").max = config.quality.max;
   $("quality").value = config.quality.default;
@@ -34,6 +37,7 @@ async function loadConfig() {
 
 function chooseFile(file) {
   chosenFile = file || null;
+  if (file) { chosenSample = ""; $("sample").value = ""; }
   $("drop-text").textContent = file ? `${file.name} (${Math.round(file.size / 1024)} KB)` : "Drop a photo here";
   setBusy(false);
 }
@@ -140,10 +144,16 @@ function setup() {
     drop.classList.remove("over");
     chooseFile(e.dataTransfer.files[0]);
   });
+  $("sample").addEventListener("change", () => {
+    chosenSample = $("sample").value;
+    if (chosenSample) { chosenFile = null; $("file").value = ""; $("drop-text").textContent = "Drop a photo here or click to choose one"; }
+    setBusy(false);
+  });
   $("quality").addEventListener("input", () => { $("quality-value").textContent = $("quality").value; });
   $("compare").addEventListener("click", async () => {
     const form = new FormData();
-    form.append("file", chosenFile);
+    if (chosenFile) form.append("file", chosenFile);
+    else form.append("sample", chosenSample);
     const kb = Number($("max-kb").value);
     if (kb > 0) form.append("max_bytes", String(Math.round(kb * 1024)));
     else form.append("quality", $("quality").value);
