@@ -212,7 +212,7 @@ def model_from_state_dict(state: Mapping[str, Tensor], config: TCMConfig | None 
     except ValueError as exc:
         raise ModelNotFoundError(f"checkpoint cannot code: {exc}") from None
     model.eval()
-    model.weights_hash = weights_hash(model.state_dict(), config)  # type: ignore[attr-defined]
+    model.weights_hash = weights_hash(model.state_dict(), config)
     return model
 
 

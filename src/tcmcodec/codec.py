@@ -34,11 +34,6 @@ _cache: dict[tuple, TCM] = {}
 _cache_lock = threading.Lock()
 
 
-def _attach_identity(model: TCM, name: str) -> TCM:
-    model.model_name = name  # type: ignore[attr-defined]
-    return model
-
-
 def load_model(name_or_path: str | os.PathLike | None = None, *, device: str | torch.device | None = None) -> TCM:
     """A ready model (eval mode, CDF tables built) from a registry name or a checkpoint path.
 
@@ -64,10 +59,10 @@ def load_model(name_or_path: str | os.PathLike | None = None, *, device: str | t
                 f"the weights of model {entry.name} are not installed ({entry.weights}); "
                 "reinstall tcmcodec or give --checkpoint PATH"
             )
-        model = _attach_identity(load_checkpoint(entry.path()), entry.name)
+        model = load_checkpoint(entry.path())
+        model.model_name = entry.name
     elif Path(text).exists():
         model = load_checkpoint(text)
-        _attach_identity(model, model.config.name)
     else:
         raise ModelNotFoundError(
             f"{text!r} is neither a model name ({', '.join(sorted(names))}) nor an existing checkpoint file"
@@ -87,12 +82,10 @@ def resolve_model(model: ModelLike) -> TCM:
     """A ready model from what the API accepts: a loaded :class:`TCM` (given its identity and
     CDF tables if it lacks them), a registry name, a checkpoint path, or None (the default)."""
     if isinstance(model, TCM):
-        if not hasattr(model, "weights_hash"):
+        if model.weights_hash is None:
             from tcmcodec.checkpoints import weights_hash
 
-            model.weights_hash = weights_hash(model.state_dict(), model.config)  # type: ignore[attr-defined]
-        if not hasattr(model, "model_name"):
-            _attach_identity(model, model.config.name)
+            model.weights_hash = weights_hash(model.state_dict(), model.config)
         model.update()  # builds the coding tables unless they are there
         return model.eval()
     return load_model(model)
@@ -102,7 +95,7 @@ def _rate(model: TCM, quality: float | None) -> tuple[float | None, int]:
     """The model's rate level for ``quality`` and the quality stored in the file."""
     if not model.rate_levels:
         if quality is not None:
-            raise TcmError(f"model {model.model_name} has a single rate: drop the quality option")  # type: ignore[attr-defined]
+            raise TcmError(f"model {model.model_name} has a single rate: drop the quality option")
         return None, 0
     if quality is None:
         name = getattr(model, "model_name", "")
@@ -165,7 +158,7 @@ def encode_image(image: Any, model: ModelLike = None, quality: float | None = No
 
         if refine_lambda is None:
             if level is None:
-                raise TcmError(f"model {net.model_name} has a single rate: give the refinement lambda "  # type: ignore[attr-defined]
+                raise TcmError(f"model {net.model_name} has a single rate: give the refinement lambda "
                                "(the lambda it was trained for, e.g. --refine-lambda 0.013; "
                                "in tcm eval: tcm:MODEL+refine=STEPS+refine-lambda=0.013)")
             refine_lambda = lambda_for_rate(net.config.rate_lambdas, level)
@@ -219,8 +212,8 @@ def pack_result(net: TCM, prepared: PreparedInput, out: dict, quality: int) -> E
     loaded = prepared.loaded
     width, height = prepared.size
     stream = container.TcmStream(
-        model_name=net.model_name,  # type: ignore[attr-defined]
-        weights_hash=net.weights_hash,  # type: ignore[attr-defined]
+        model_name=net.model_name,
+        weights_hash=net.weights_hash,
         quality=quality,
         width=width, height=height, mode=loaded.mode, pad=prepared.pad,
         latent_shapes=((z_h, z_w),),
@@ -272,18 +265,18 @@ def _model_for(stream: container.TcmStream, model: ModelLike) -> TCM:
                 "--checkpoint PATH (model=...) of those weights"
             ) from None
         net = load_model(entry.name)
-        if net.weights_hash != stream.weights_hash:  # type: ignore[attr-defined]
+        if net.weights_hash != stream.weights_hash:
             raise ModelMismatchError(
                 f"this file was coded with {needed}, but the installed {entry.name} has other "
-                f"weights ({net.weights_hash}); decode it with --checkpoint PATH (model=...) "  # type: ignore[attr-defined]
+                f"weights ({net.weights_hash}); decode it with --checkpoint PATH (model=...) "
                 f"of weights {stream.weights_hash}"
             )
         return net
     net = resolve_model(model)
-    if net.weights_hash != stream.weights_hash:  # type: ignore[attr-defined]
+    if net.weights_hash != stream.weights_hash:
         raise ModelMismatchError(
             f"this file was coded with {needed}, but the model given is "
-            f"{net.model_name} (weights {net.weights_hash}); decode it with {stream.model_name}"  # type: ignore[attr-defined]
+            f"{net.model_name} (weights {net.weights_hash}); decode it with {stream.model_name}"
         )
     return net
 

@@ -177,6 +177,11 @@ class TCM(nn.Module):
         #: False for weights whose float outputs must match another implementation's
         self.exact_entropy = True
         self._coding_tables: CodingTables | None = None
+        #: the name ``.tcm`` files record: a zoo name, else the config's (set by the loader)
+        self.model_name: str = cfg.name
+        #: identity of the weights (:func:`tcmcodec.checkpoints.weights_hash`), which files
+        #: record and decoders check; None until a loader or the codec computes it
+        self.weights_hash: str | None = None
         #: reduced-precision compute (e.g. torch.bfloat16) for the inner layers of g_a and
         #: g_s, a training option (``tcm train --amp bf16``); None: float32 throughout
         self.transform_dtype: torch.dtype | None = None

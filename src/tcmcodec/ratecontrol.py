@@ -158,7 +158,7 @@ def encode_to_target(image: Any, target: Target, model: ModelLike = None, *,
     with a variable-rate ``model`` (default: the bundled one); see the module docstring."""
     net = resolve_model(model)
     if not net.rate_levels:
-        raise TcmError(f"model {net.model_name} has a single rate: a size or PSNR target needs a "  # type: ignore[attr-defined]
+        raise TcmError(f"model {net.model_name} has a single rate: a size or PSNR target needs a "
                        "variable-rate model (e.g. the bundled one)")
     prepared = prepare_input(image, net, max_pixels=max_pixels)
     width, height = prepared.size

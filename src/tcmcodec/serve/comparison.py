@@ -136,7 +136,7 @@ def _tcm(rgb: np.ndarray, quality: int | None, max_bytes: int | None, progress: 
     start = time.perf_counter()
     decoded = np.asarray(codec.decode(result.data, net).convert("RGB"))
     seconds = (encoded, time.perf_counter() - start)
-    return _entry("tcm", f"TCM ({net.model_name})", result.quality, result.data, seconds, rgb, decoded, files)  # type: ignore[attr-defined]
+    return _entry("tcm", f"TCM ({net.model_name})", result.quality, result.data, seconds, rgb, decoded, files)
 
 
 def _classical(name: str, rgb: np.ndarray, target_bpp: float, files: Files) -> dict[str, Any] | None:
