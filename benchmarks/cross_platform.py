@@ -35,7 +35,7 @@ WORKER = textwrap.dedent(
     torch.set_num_threads(int(sys.argv[5]))
     import tcmcodec
     from tcmcodec import codec
-    from tcmcodec.evaluate.metrics import as_rgb_uint8, ms_ssim, psnr
+    from tcmcodec.metrics import as_rgb_uint8, ms_ssim, psnr
     action, folder, tag, images = sys.argv[1], Path(sys.argv[2]), sys.argv[3], json.loads(sys.argv[4])
     qualities = json.loads(sys.argv[6])
     model = tcmcodec.load_model(None)

@@ -19,8 +19,9 @@ from torch import Tensor
 
 from tcmcodec.codec import load_model
 from tcmcodec.evaluate.bdrate import bd_rate
-from tcmcodec.image_io import crop_tensor, load_image, pad_amounts, pad_tensor, to_tensor
-from tcmcodec.train.losses import psnr_from_mse
+from tcmcodec.image_io import load_image
+from tcmcodec.image_tensors import crop_tensor, pad_amounts, pad_tensor, to_tensor
+from tcmcodec.metrics import psnr_from_mse
 
 PLAIN_ROUNDING = 0.5
 

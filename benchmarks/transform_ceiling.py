@@ -19,7 +19,8 @@ from pathlib import Path
 import torch
 
 from tcmcodec.codec import load_model
-from tcmcodec.image_io import crop_tensor, load_image, pad_amounts, pad_tensor, to_tensor
+from tcmcodec.image_io import load_image
+from tcmcodec.image_tensors import crop_tensor, pad_amounts, pad_tensor, to_tensor
 
 
 def psnr(x_hat: torch.Tensor, x: torch.Tensor) -> float:

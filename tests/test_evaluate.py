@@ -14,7 +14,8 @@ from PIL import Image
 
 from tcmcodec.cli import main as cli_main
 from tcmcodec.errors import TcmError
-from tcmcodec.evaluate import bdrate, metrics, runner
+from tcmcodec import metrics
+from tcmcodec.evaluate import bdrate, runner
 from tcmcodec.evaluate.codecs import JpegCodec, get_codec, parse_qualities
 
 KODAK = Path("/work/shared/data/kodak")

@@ -19,20 +19,9 @@ from PIL import Image
 
 from tcmcodec import image_io
 from tcmcodec.errors import FormatError, ImageError
-from tcmcodec.image_io import (
-    DEFAULT_MAX_PIXELS,
-    atomic_write_bytes,
-    crop_tensor,
-    decode_alpha,
-    encode_alpha,
-    from_tensor,
-    load_image,
-    pad_amounts,
-    pad_tensor,
-    save_image,
-    to_pil,
-    to_tensor,
-)
+from tcmcodec.alpha_plane import decode_alpha, encode_alpha
+from tcmcodec.image_io import DEFAULT_MAX_PIXELS, atomic_write_bytes, load_image, save_image, to_pil
+from tcmcodec.image_tensors import crop_tensor, from_tensor, pad_amounts, pad_tensor, to_tensor
 
 RNG = np.random.default_rng(1234)
 

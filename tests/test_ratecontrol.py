@@ -12,7 +12,7 @@ from PIL import Image
 from conftest import run_cli
 from tcmcodec.codec import decode, encode_image, load_model
 from tcmcodec.errors import TcmError
-from tcmcodec.evaluate.metrics import psnr
+from tcmcodec.metrics import psnr
 from tcmcodec.ratecontrol import Target, encode_to_target, last_below, parse_size
 
 

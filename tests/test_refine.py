@@ -14,7 +14,7 @@ from tcmcodec.codec import read_stream
 from tcmcodec.errors import TcmError
 from tcmcodec import refine
 from tcmcodec.refine import lambda_for_rate, refine_latents, refinement_dtype
-from tcmcodec.train.losses import PIXEL_RANGE
+from tcmcodec.metrics import PIXEL_RANGE
 
 from conftest import make_model, run_cli
 
@@ -97,11 +97,13 @@ def test_refinement_restores_the_precision_the_model_had(tiny_vr_model):
 
 def test_refinement_uses_bfloat16_only_where_the_cpu_has_it_natively(monkeypatch):
     cpu = torch.device("cpu")
-    monkeypatch.setattr(refine, "_cpu_flags", lambda: frozenset({"avx2", "avx512f"}))
+    from tcmcodec import runtime
+
+    monkeypatch.setattr(runtime, "_cpu_flags", lambda: frozenset({"avx2", "avx512f"}))
     assert refinement_dtype(cpu) is None
-    monkeypatch.setattr(refine, "_cpu_flags", lambda: frozenset({"avx512f", "avx512_bf16"}))
+    monkeypatch.setattr(runtime, "_cpu_flags", lambda: frozenset({"avx512f", "avx512_bf16"}))
     assert refinement_dtype(cpu) is torch.bfloat16
-    monkeypatch.setattr(refine, "_cpu_flags", lambda: frozenset())  # no /proc/cpuinfo
+    monkeypatch.setattr(runtime, "_cpu_flags", lambda: frozenset())  # a flags line without bf16
     assert refinement_dtype(cpu) is None
 
 

@@ -16,7 +16,8 @@ import torch
 from PIL import Image
 
 from tcmcodec.train.data import RandomCropDataset, count_smaller_than, list_images
-from tcmcodec.train.loop import BEST, LATEST, TrainSettings, Trainer, TrainingError, _has_bf16_units, train
+from tcmcodec.runtime import native_bfloat16
+from tcmcodec.train.loop import BEST, LATEST, TrainSettings, Trainer, TrainingError, train
 
 from conftest import REPO, run_cli
 
@@ -130,7 +131,7 @@ def test_warmup_scales_the_first_updates_and_leaves_the_schedule_alone(image_fol
     assert factors == [0.25, 0.5, 0.75, 1.0, 1.0, 1.0]
 
 
-@pytest.mark.skipif(not _has_bf16_units(torch.device("cpu")), reason="this CPU has no bfloat16 units")
+@pytest.mark.skipif(not native_bfloat16("cpu"), reason="this CPU has no bfloat16 units")
 def test_amp_bf16_trains_the_transforms_in_bfloat16_and_validates_in_float32(image_folder, tmp_path):
     trainer = Trainer(_settings(image_folder, tmp_path / "amp", amp="bf16", val=str(image_folder / "a")))
     assert trainer.model.transform_dtype == torch.bfloat16

@@ -17,7 +17,7 @@ from typing import Any
 import torch
 from PIL import Image
 
-from tcmcodec import container, image_io, zoo
+from tcmcodec import alpha_plane, container, image_io, image_tensors, zoo
 from tcmcodec.checkpoints import load_checkpoint
 from tcmcodec.coding.latent_coder import SymbolMismatch, platform_kind
 from tcmcodec.coding.range_coder import CorruptStream
@@ -196,10 +196,10 @@ def prepare_input(image: Any, net: TCM, *, max_pixels: int | None = DEFAULT_MAX_
     """Load ``image`` (path, PIL image or uint8 array) and pad it for ``net``."""
     loaded = image_io.load_image(image, max_pixels=max_pixels)
     height, width = loaded.rgb.shape[:2]
-    pad = image_io.pad_amounts(height, width, net.config.pad_multiple)
+    pad = image_tensors.pad_amounts(height, width, net.config.pad_multiple)
     device = next(net.parameters()).device
     tune_allocator((height + pad[2] + pad[3]) * (width + pad[0] + pad[1]))
-    x = image_io.pad_tensor(image_io.to_tensor(loaded.rgb), pad).to(device)
+    x = image_tensors.pad_tensor(image_tensors.to_tensor(loaded.rgb), pad).to(device)
     return PreparedInput(loaded, pad, x, plan_for(net.config.width, net.config.pad_multiple))
 
 
@@ -218,7 +218,7 @@ def pack_result(net: TCM, prepared: PreparedInput, out: dict, quality: int) -> E
         width=width, height=height, mode=loaded.mode, pad=prepared.pad,
         latent_shapes=((z_h, z_w),),
         strings=(y_string, z_strings[0]),
-        alpha=image_io.encode_alpha(loaded.alpha) if loaded.alpha is not None else None,
+        alpha=alpha_plane.encode_alpha(loaded.alpha) if loaded.alpha is not None else None,
         checks=(y_check, z_check),
         numerics="exact" if exact else "float",
         platform="" if exact else platform_kind(prepared.x.device),
@@ -321,9 +321,9 @@ def decode_stream_details(stream: container.TcmStream, model: ModelLike = None) 
                                  exact=exact, checks=expected)
     except CorruptStream as exc:  # a SymbolMismatch too
         raise FormatError(_undecodable(stream, next(net.parameters()).device, exc)) from None
-    x_hat = image_io.crop_tensor(out["x_hat"].cpu(), stream.pad)
-    rgb = image_io.from_tensor(x_hat)
-    alpha = image_io.decode_alpha(stream.alpha, stream.width, stream.height) if stream.alpha is not None else None
+    x_hat = image_tensors.crop_tensor(out["x_hat"].cpu(), stream.pad)
+    rgb = image_tensors.from_tensor(x_hat)
+    alpha = alpha_plane.decode_alpha(stream.alpha, stream.width, stream.height) if stream.alpha is not None else None
     return DecodeResult(image_io.to_pil(rgb, stream.mode, alpha), (out["digests"][0][0], out["digests"][1][0]))
 
 

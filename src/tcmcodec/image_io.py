@@ -1,4 +1,4 @@
-"""Images in and out of the codec: modes, alpha, pixel limits, atomic writes.
+"""Image files in and out of the codec: modes, alpha, pixel limits, listing, atomic writes.
 
 What the network codes is always an (H, W, 3) uint8 RGB array.  Everything
 else a user may hand us is mapped onto that, and the original colour mode is
@@ -28,8 +28,8 @@ Design choices (see the functions for details):
   "L" is rebuilt as the rounded mean of the three channels (not the ITU-R 601
   luma), which is exact for grey and the least-squares choice for noise that
   is independent across channels.
-* **Alpha** -- coded losslessly by :func:`encode_alpha` (constant plane in 2
-  bytes, otherwise the smallest of a few zlib-compressed representations).
+* **Alpha** -- kept as a plane beside the RGB pixels and coded losslessly by
+  :mod:`tcmcodec.alpha_plane`.
 * **JPEG and alpha** -- saving an RGBA/LA image as JPEG (or any format that
   cannot store it) raises :class:`ImageError` suggesting PNG/WebP/TIFF; the
   alpha is never dropped silently.  Call ``image.convert("RGB")`` to drop it.
@@ -45,18 +45,15 @@ import os
 import struct
 import tempfile
 import threading
-import zlib
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 
-from .errors import FormatError, ImageError
+from .errors import ImageError
 
-if TYPE_CHECKING:  # pragma: no cover
-    import torch
 
 __all__ = [
     "DEFAULT_MAX_PIXELS",
@@ -117,6 +114,20 @@ def _check_limit(width: int, height: int, max_pixels: int | None) -> None:
 
 
 # --------------------------------------------------------------------------- loading
+
+
+#: file extensions listed as images by :func:`list_images`
+IMAGE_SUFFIXES = frozenset({".png", ".jpg", ".jpeg", ".webp", ".bmp", ".tif", ".tiff", ".ppm", ".pgm"})
+
+
+def list_images(folder: str | os.PathLike, *, recursive: bool = False) -> list[Path]:
+    """The image files in ``folder`` (by extension; below it too with ``recursive``),
+    sorted by path. A missing folder raises FileNotFoundError."""
+    root = Path(folder)
+    if not root.is_dir():
+        raise FileNotFoundError(root)
+    found = root.rglob("*") if recursive else root.iterdir()
+    return sorted(p for p in found if p.suffix.lower() in IMAGE_SUFFIXES and p.is_file())
 
 
 def load_image(source: Any, *, max_pixels: int | None = DEFAULT_MAX_PIXELS) -> LoadedImage:
@@ -357,99 +368,6 @@ def to_pil(rgb: np.ndarray, mode: str, alpha: np.ndarray | None = None) -> Image
 
 
 # --------------------------------------------------------------------------- alpha coding
-#
-# encode_alpha output: one method byte, then
-#   0  constant plane: 1 byte, the value
-#   1  zlib(level 9) of the raw plane, row-major
-#   2  zlib of the plane with each pixel replaced by its difference (mod 256)
-#      from its left neighbour (first column: from the pixel above, (0,0) raw)
-#   3  binary plane with values {lo, hi}: 2 bytes lo, hi, then zlib of
-#      np.packbits(plane == hi) over rows padded to a multiple of 8 bits
-# The encoder tries them all and keeps the shortest.  The plane size is not
-# stored: the container holds it.
-
-_ALPHA_CONST, _ALPHA_RAW, _ALPHA_DIFF, _ALPHA_BITS = 0, 1, 2, 3
-
-
-def _diff(plane: np.ndarray) -> np.ndarray:
-    d = plane.copy()
-    d[:, 1:] = plane[:, 1:] - plane[:, :-1]
-    d[1:, 0] = plane[1:, 0] - plane[:-1, 0]
-    return d
-
-
-def _undiff(d: np.ndarray) -> np.ndarray:
-    first = np.cumsum(d[:, 0].astype(np.uint64)).astype(np.uint8)
-    d = d.copy()
-    d[:, 0] = first
-    return np.cumsum(d.astype(np.uint64), axis=1).astype(np.uint8)
-
-
-def encode_alpha(alpha: np.ndarray) -> bytes:
-    """Code an (H, W) uint8 alpha plane losslessly (format in the comment above)."""
-    alpha = np.asarray(alpha)
-    if alpha.dtype != np.uint8 or alpha.ndim != 2 or alpha.size == 0:
-        raise ValueError(f"encode_alpha() needs a non-empty (H, W) uint8 array, got {alpha.dtype} {alpha.shape}")
-    alpha = np.ascontiguousarray(alpha)
-    lo, hi = int(alpha.min()), int(alpha.max())
-    if lo == hi:
-        return bytes([_ALPHA_CONST, lo])
-    candidates = [
-        bytes([_ALPHA_RAW]) + zlib.compress(alpha.tobytes(), 9),
-        bytes([_ALPHA_DIFF]) + zlib.compress(_diff(alpha).tobytes(), 9),
-    ]
-    if np.all((alpha == lo) | (alpha == hi)):
-        bits = np.packbits(alpha == hi, axis=1)
-        candidates.append(bytes([_ALPHA_BITS, lo, hi]) + zlib.compress(bits.tobytes(), 9))
-    return min(candidates, key=len)
-
-
-def _inflate_exact(data: bytes, size: int) -> bytes:
-    """Inflate ``data`` to exactly ``size`` bytes, never producing more."""
-    d = zlib.decompressobj()
-    try:
-        out = d.decompress(data, size)
-        if len(out) != size:
-            raise FormatError(f"corrupted alpha plane: it decodes to {len(out)} bytes, expected {size}")
-        while d.unconsumed_tail:  # only the end of the zlib stream may remain
-            if d.decompress(d.unconsumed_tail, 1):
-                raise FormatError("corrupted alpha plane: it decodes to more bytes than the image has pixels")
-    except zlib.error as exc:
-        raise FormatError(f"corrupted alpha plane: {exc}") from None
-    if not d.eof:
-        raise FormatError("corrupted alpha plane: the compressed data is incomplete")
-    if d.unused_data:
-        raise FormatError("corrupted alpha plane: trailing bytes after the compressed data")
-    return out
-
-
-def decode_alpha(data: bytes, width: int, height: int) -> np.ndarray:
-    """Inverse of :func:`encode_alpha`; raises FormatError unless ``data`` is
-    exactly a ``height`` x ``width`` plane.  Never inflates more than the plane size."""
-    if width < 1 or height < 1:
-        raise FormatError(f"invalid alpha plane size {width}x{height}")
-    data = bytes(data)
-    if not data:
-        raise FormatError("corrupted alpha plane: empty")
-    method, body = data[0], data[1:]
-    if method == _ALPHA_CONST:
-        if len(body) != 1:
-            raise FormatError("corrupted alpha plane: bad constant plane")
-        return np.full((height, width), body[0], np.uint8)
-    if method in (_ALPHA_RAW, _ALPHA_DIFF):
-        plane = np.frombuffer(_inflate_exact(body, width * height), np.uint8).reshape(height, width)
-        return _undiff(plane) if method == _ALPHA_DIFF else plane.copy()
-    if method == _ALPHA_BITS:
-        if len(body) < 2:
-            raise FormatError("corrupted alpha plane: bad binary plane")
-        lo, hi = body[0], body[1]
-        row = (width + 7) // 8
-        bits = np.frombuffer(_inflate_exact(body[2:], row * height), np.uint8).reshape(height, row)
-        mask = np.unpackbits(bits, axis=1, count=width).astype(bool)
-        return np.where(mask, np.uint8(hi), np.uint8(lo)).astype(np.uint8)
-    raise FormatError(f"corrupted alpha plane: unknown coding method {method}")
-
-
 # --------------------------------------------------------------------------- writing files
 
 _NO_ALPHA_FORMATS = {"JPEG", "PPM", "MPO"}
@@ -532,64 +450,3 @@ def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> None:
         except OSError:
             pass
         raise
-
-
-# --------------------------------------------------------------------------- padding and tensors
-
-
-def pad_amounts(height: int, width: int, multiple: int) -> tuple[int, int, int, int]:
-    """(left, right, top, bottom) padding that brings the image to the next
-    multiple of ``multiple`` in each dimension (at least ``multiple``), split as
-    evenly as possible with the odd pixel on the right/bottom -- as the
-    reference TCM implementation does."""
-    if height < 1 or width < 1 or multiple < 1:
-        raise ValueError(f"pad_amounts() needs positive sizes, got {height}x{width} multiple {multiple}")
-    new_h = -(-height // multiple) * multiple
-    new_w = -(-width // multiple) * multiple
-    left = (new_w - width) // 2
-    top = (new_h - height) // 2
-    return left, new_w - width - left, top, new_h - height - top
-
-
-def to_tensor(rgb: np.ndarray) -> "torch.Tensor":
-    """(H, W, 3) uint8 -> (1, 3, H, W) float32 in [0, 1]."""
-    import torch
-
-    rgb = np.asarray(rgb)
-    if rgb.dtype != np.uint8 or rgb.ndim != 3 or rgb.shape[2] != 3:
-        raise ValueError(f"to_tensor() needs an (H, W, 3) uint8 array, got {rgb.dtype} {rgb.shape}")
-    if not rgb.flags.writeable:  # torch.from_numpy warns on read-only arrays (e.g. from PIL)
-        rgb = rgb.copy()
-    t = torch.from_numpy(np.ascontiguousarray(rgb)).permute(2, 0, 1).unsqueeze(0)
-    return t.to(torch.float32).div_(255.0).contiguous()
-
-
-def from_tensor(x: "torch.Tensor") -> np.ndarray:
-    """(1, 3, H, W) float in [0, 1] -> (H, W, 3) uint8: NaN -> 0, clamp, then
-    ``torch.round(x * 255)`` (round half to even)."""
-    import torch
-
-    if x.ndim != 4 or x.shape[0] != 1 or x.shape[1] != 3:
-        raise ValueError(f"from_tensor() needs a (1, 3, H, W) tensor, got {tuple(x.shape)}")
-    x = torch.nan_to_num(x.detach().to(torch.float32), nan=0.0).clamp_(0.0, 1.0)
-    q = torch.round(x * 255.0).to(torch.uint8)
-    return np.ascontiguousarray(q[0].permute(1, 2, 0).cpu().numpy())
-
-
-def pad_tensor(x: "torch.Tensor", pad: tuple[int, int, int, int]) -> "torch.Tensor":
-    """Zero-pad the last two dims by (left, right, top, bottom)."""
-    import torch.nn.functional as F
-
-    left, right, top, bottom = (int(v) for v in pad)
-    if min(left, right, top, bottom) < 0:
-        raise ValueError(f"padding must be non-negative, got {pad}")
-    return F.pad(x, (left, right, top, bottom), mode="constant", value=0.0)
-
-
-def crop_tensor(x: "torch.Tensor", pad: tuple[int, int, int, int]) -> "torch.Tensor":
-    """Undo :func:`pad_tensor`: remove (left, right, top, bottom) from the last two dims."""
-    left, right, top, bottom = (int(v) for v in pad)
-    h, w = x.shape[-2], x.shape[-1]
-    if min(left, right, top, bottom) < 0 or left + right >= w or top + bottom >= h:
-        raise ValueError(f"cannot crop padding {pad} from a {h}x{w} tensor")
-    return x[..., top : h - bottom, left : w - right]

@@ -31,7 +31,7 @@ from typing import Any, Callable
 import numpy as np
 import torch
 
-from tcmcodec import image_io, zoo
+from tcmcodec import image_io, image_tensors, zoo
 from tcmcodec.codec import EncodeResult, ModelLike, decode_stream, resolve_model, pack_result, prepare_input
 from tcmcodec.container import parse
 from tcmcodec.errors import TcmError
@@ -176,7 +176,7 @@ def encode_to_target(image: Any, target: Target, model: ModelLike = None, *,
                 if not target.is_budget:
                     # the decoder rebuilds this ŷ exactly, so g_s of it is the decoded image
                     x_hat = net.synthesis(out["y_hat"], level, prepared.tiling)
-                    rgb = image_io.from_tensor(image_io.crop_tensor(x_hat.cpu(), prepared.pad))
+                    rgb = image_tensors.from_tensor(image_tensors.crop_tensor(x_hat.cpu(), prepared.pad))
                     psnrs[quality] = _psnr(rgb, prepared.loaded)
             results[quality] = pack_result(net, prepared, out, quality)
         return results[quality]
@@ -210,7 +210,7 @@ def encode_to_target(image: Any, target: Target, model: ModelLike = None, *,
 def _psnr(rgb: np.ndarray, loaded: LoadedImage) -> float:
     """PSNR (dB) of a decoded (H, W, 3) uint8 image against the image given, on its colour
     planes: one for grey images (as decoding gives them back), alpha left out (lossless)."""
-    from tcmcodec.evaluate.metrics import psnr
+    from tcmcodec.metrics import psnr
 
     if loaded.mode in ("L", "LA"):  # the grey plane, three times: the MSE of the one plane
         rgb = np.repeat(np.asarray(image_io.to_pil(rgb, "L"))[..., None], 3, axis=-1)

@@ -25,7 +25,6 @@ here, same gain); the coding of the result, and decoding, are unchanged.
 
 from __future__ import annotations
 
-import functools
 import math
 from collections.abc import Iterable, Sequence
 
@@ -34,7 +33,8 @@ import torch
 from torch import Tensor
 
 from tcmcodec.errors import TcmError
-from tcmcodec.train.losses import PIXEL_RANGE
+from tcmcodec.metrics import PIXEL_RANGE
+from tcmcodec.runtime import native_bfloat16
 
 #: Adam step size on the latents y (their values are O(1)-O(10) after the gain); tuned on
 #: training photos with benchmarks/refine_gain.py (docs/benchmarks.md): with z at 3e-2,
@@ -47,24 +47,6 @@ DEFAULT_REFINE_Z_LR = 3e-2
 REFINE_MAX_PIXELS = 4_000_000
 #: ``transform_dtype`` of :func:`refine_latents`: bfloat16 where the hardware has it natively
 AUTO = "auto"
-#: CPU flags (Linux /proc/cpuinfo) of native bfloat16 arithmetic
-NATIVE_BF16_CPU_FLAGS = frozenset({"avx512_bf16", "amx_bf16"})
-
-
-@functools.cache
-def _cpu_flags() -> frozenset[str]:
-    """The CPU's feature flags from /proc/cpuinfo (empty where there is none: not Linux);
-    read once per process."""
-    try:
-        with open("/proc/cpuinfo", encoding="ascii", errors="replace") as f:
-            for line in f:
-                if line.startswith("flags"):
-                    return frozenset(line.partition(":")[2].split())
-    except OSError:
-        pass
-    return frozenset()
-
-
 def refinement_dtype(device: torch.device) -> torch.dtype | None:
     """The precision refinement runs g_s in on ``device``: bfloat16 on CUDA GPUs and CPUs with
     native bfloat16 (AVX512-BF16 or AMX), where it is 1.65x faster for the same gain
@@ -73,11 +55,7 @@ def refinement_dtype(device: torch.device) -> torch.dtype | None:
     Only the search runs in bfloat16: the refined y and z are coded as any, and decoding is
     unchanged.
     """
-    if device.type == "cuda":
-        return torch.bfloat16 if torch.cuda.is_bf16_supported() else None
-    if device.type == "cpu" and NATIVE_BF16_CPU_FLAGS & _cpu_flags():
-        return torch.bfloat16
-    return None
+    return torch.bfloat16 if native_bfloat16(device) else None
 
 
 def lambda_for_rate(rate_lambdas: Sequence[float], rate: float) -> float:

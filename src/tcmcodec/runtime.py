@@ -1,4 +1,5 @@
-"""Process-level glibc allocator settings for coding.
+"""Process-level settings of the machine: glibc's allocator for coding, and whether the
+hardware computes bfloat16 natively (:func:`native_bfloat16`).
 
 PyTorch allocates every feature map with ``malloc``. glibc serves blocks above its mmap
 threshold (at most 32 MB) with fresh ``mmap`` calls and hands them back on free, and it
@@ -38,6 +39,8 @@ import ctypes.util
 import functools
 import os
 import sys
+
+import torch
 
 #: glibc mallopt parameters (malloc.h)
 _M_TRIM_THRESHOLD = -1
@@ -98,3 +101,38 @@ def release_free_memory() -> bool:
     """Give the free parts of the heap back to the system (``malloc_trim``)."""
     libc = _tunable_libc()
     return libc is not None and libc.malloc_trim(0) == 1
+
+
+#: CPU flags (Linux /proc/cpuinfo) of native bfloat16 arithmetic
+NATIVE_BF16_CPU_FLAGS = frozenset({"avx512_bf16", "amx_bf16"})
+
+
+@functools.cache
+def _cpu_flags() -> frozenset[str] | None:
+    """The CPU's feature flags from /proc/cpuinfo, read once; None where there is none."""
+    try:
+        with open("/proc/cpuinfo", encoding="ascii", errors="replace") as f:
+            for line in f:
+                if line.startswith("flags"):
+                    return frozenset(line.partition(":")[2].split())
+    except OSError:
+        pass
+    return None
+
+
+def native_bfloat16(device: torch.device | str) -> bool:
+    """Whether ``device`` computes bfloat16 in hardware: a CUDA GPU that supports it, or a CPU
+    with AVX512-BF16 or AMX (elsewhere bfloat16 is emulated and slower than float32). Without
+    /proc/cpuinfo, oneDNN's own answer."""
+    device = torch.device(device)
+    if device.type == "cuda":
+        return bool(torch.cuda.is_bf16_supported())
+    if device.type != "cpu":
+        return False
+    flags = _cpu_flags()
+    if flags is not None:
+        return bool(NATIVE_BF16_CPU_FLAGS & flags)
+    try:
+        return bool(torch.backends.mkldnn.is_available() and torch.ops.mkldnn._is_mkldnn_bf16_supported())
+    except (AttributeError, RuntimeError):  # an older or different build: no way to tell
+        return False

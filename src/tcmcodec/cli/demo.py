@@ -31,7 +31,7 @@ def run(args: argparse.Namespace) -> int:
     from tcmcodec.cli._common import apply_threads
     from tcmcodec.codec import encode_image, load_model, decode
     from tcmcodec.errors import TcmError
-    from tcmcodec.evaluate import metrics
+    from tcmcodec import metrics
     from tcmcodec.evaluate.codecs import TcmCodec, get_codec
     from tcmcodec.evaluate.compare import make_comparison, match_bpp
     from tcmcodec.image_io import atomic_write_bytes, load_image, save_image

@@ -45,13 +45,13 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def _jobs(inputs: list[str], output: str, suffix: str) -> list[tuple[Path, Path]]:
-    from tcmcodec.train.data import list_images
+    from tcmcodec.image_io import list_images
 
     sources: list[Path] = []
     for item in inputs:
         path = Path(item)
         if path.is_dir():
-            sources.extend(list_images(path))
+            sources.extend(list_images(path, recursive=True))
         elif path.exists():
             sources.append(path)
         else:

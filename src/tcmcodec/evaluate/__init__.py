@@ -2,7 +2,7 @@
 
 Modules
 -------
-- :mod:`~tcmcodec.evaluate.metrics`: PSNR and MS-SSIM on 8-bit RGB.
+- PSNR and MS-SSIM on 8-bit RGB come from :mod:`tcmcodec.metrics` (shared with the codec).
 - :mod:`~tcmcodec.evaluate.codecs`: the codec registry (JPEG, WebP, AVIF, JPEG XL, HEIC,
   JPEG 2000 and our own TCM codec), each with ``available()``, ``encode()``, ``decode()``,
   a default quality sweep and the ``settings`` recorded in results.

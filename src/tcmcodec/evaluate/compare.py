@@ -19,7 +19,7 @@ from typing import Sequence
 import numpy as np
 
 from tcmcodec.errors import TcmError
-from tcmcodec.evaluate import metrics
+from tcmcodec import metrics
 from tcmcodec.evaluate.codecs import Codec
 from tcmcodec.ratecontrol import last_below
 

@@ -41,10 +41,9 @@ from typing import Any, Callable, Iterable, Sequence
 import numpy as np
 
 from tcmcodec.errors import ImageError, TcmError
-from tcmcodec.evaluate import metrics
+from tcmcodec import image_io, metrics
 from tcmcodec.evaluate.codecs import Codec
 
-IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".ppm", ".pgm", ".tif", ".tiff", ".webp")
 
 RESULT_KEYS = ("bpp", "psnr-rgb", "ms-ssim-rgb", "encoding_time", "decoding_time")
 
@@ -54,12 +53,9 @@ def list_images(path: str | os.PathLike, limit: int | None = None) -> list[Path]
     p = Path(path)
     if not p.exists():
         raise TcmError(f"dataset not found: {p}")
-    if p.is_file():
-        files = [p]
-    else:
-        files = sorted(f for f in p.iterdir() if f.is_file() and f.suffix.lower() in IMAGE_EXTENSIONS)
+    files = [p] if p.is_file() else image_io.list_images(p)
     if not files:
-        raise TcmError(f"no images ({', '.join(IMAGE_EXTENSIONS)}) in {p}")
+        raise TcmError(f"no images ({', '.join(sorted(image_io.IMAGE_SUFFIXES))}) in {p}")
     if limit is not None:
         if limit < 1:
             raise TcmError("--limit must be at least 1")

@@ -19,15 +19,11 @@ import torch
 from PIL import Image, ImageFile
 from torch.utils.data import Dataset
 
-IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".webp", ".bmp", ".tif", ".tiff", ".ppm", ".pgm"}
-
+from tcmcodec import image_io
 
 def list_images(root: str | os.PathLike) -> list[Path]:
     """All image files below ``root`` (recursive, by extension), sorted."""
-    root = Path(root)
-    if not root.is_dir():
-        raise FileNotFoundError(root)
-    return sorted(p for p in root.rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES and p.is_file())
+    return image_io.list_images(root, recursive=True)
 
 
 def split_holdout(paths: Sequence[Path], count: int) -> tuple[list[Path], list[Path]]:

@@ -38,6 +38,7 @@ from tcmcodec.config import TCMConfig, get_preset
 from tcmcodec.errors import TcmError
 from tcmcodec.layers.gain import resample_log_gains
 from tcmcodec.model import TCM
+from tcmcodec.runtime import native_bfloat16
 from tcmcodec.train.data import (RandomCropDataset, StepSampler, count_smaller_than, list_images, load_validation,
                                   split_holdout)
 from tcmcodec.train.ema import WeightAverage
@@ -134,17 +135,6 @@ def _atomic_save(obj: Any, path: Path) -> None:
     finally:
         if tmp.exists():
             tmp.unlink()
-
-
-def _has_bf16_units(device: torch.device) -> bool:
-    """Whether bfloat16 convolutions and matmuls are fast here (CUDA, or a CPU with
-    AVX512-BF16 / AMX, which oneDNN uses)."""
-    if device.type == "cuda":
-        return True
-    try:
-        return bool(torch.backends.mkldnn.is_available() and torch.ops.mkldnn._is_mkldnn_bf16_supported())
-    except (AttributeError, RuntimeError):  # an older or different build: no way to tell
-        return False
 
 
 def _rng_state() -> dict[str, Any]:
@@ -246,7 +236,7 @@ class Trainer:
             torch.backends.cudnn.benchmark = True  # crops have one size: pick the fastest kernels once
         if settings.amp not in (None, "bf16"):
             raise TrainingError(f"--amp {settings.amp} is not supported; use --amp bf16")
-        if settings.amp and not _has_bf16_units(self.device):
+        if settings.amp and not native_bfloat16(self.device):
             raise TrainingError(f"--amp bf16: {self.device} has no bfloat16 units (CPUs need AVX512-BF16 "
                                 "or AMX), so it would be slower; drop --amp")
         self.out = Path(settings.out)

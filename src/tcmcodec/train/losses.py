@@ -9,9 +9,10 @@ import torch
 from pytorch_msssim import ms_ssim
 from torch import Tensor
 
+from tcmcodec.metrics import PIXEL_RANGE
+
 Metric = Literal["mse", "ms-ssim"]
 #: MSE is measured on [0, 1] images but lambdas are quoted for 8-bit ones
-PIXEL_RANGE = 255.0
 #: decay of LevelBalancer's running mean of each level's loss (a horizon of ~100 draws)
 BALANCE_DECAY = 0.99
 
@@ -115,6 +116,3 @@ class LevelBalancer:
             raise ValueError(f"balancer state for {len(means)} levels, model has {len(self.means)}")
         self.means = means
 
-
-def psnr_from_mse(mse: float) -> float:
-    return -10 * math.log10(max(mse, 1e-10))

@@ -1,4 +1,6 @@
-"""Distortion metrics on 8-bit RGB images (``uint8`` arrays of shape ``H x W x 3``).
+"""Distortion metrics, used by the codec, training, evaluation and the tools alike.
+
+On 8-bit RGB images (``uint8`` arrays of shape ``H x W x 3``):
 
 - :func:`psnr`: ``10 log10(255^2 / MSE)``, MSE over all pixels and the three channels
   (CompressAI's ``psnr-rgb``). Identical images give ``inf``.
@@ -8,6 +10,9 @@
   ``(11 - 1) * 2**4 = 160`` pixels; for smaller images :func:`ms_ssim` returns ``nan``
   (documented fallback: such rows are left out of the MS-SSIM mean, see the runner).
 - :func:`ms_ssim_db`: ``-10 log10(1 - MS-SSIM)``, the usual way to plot MS-SSIM.
+
+On images scaled to [0, 1] (the networks' tensors): :func:`psnr_from_mse`, and
+:data:`PIXEL_RANGE`, the 8-bit peak that relates the two scales.
 """
 
 from __future__ import annotations
@@ -18,6 +23,15 @@ import numpy as np
 
 #: smallest image side for which MS-SSIM is defined (5 scales, 11-pixel window)
 MS_SSIM_MIN_SIDE = 161
+#: the 8-bit peak: an MSE on [0, 1] images times PIXEL_RANGE**2 is the MSE in 8-bit levels
+PIXEL_RANGE = 255.0
+#: MSEs below this (on [0, 1]) count as this in :func:`psnr_from_mse` (100 dB)
+MIN_MSE = 1e-10
+
+
+def psnr_from_mse(mse: float) -> float:
+    """PSNR in dB of an MSE measured on images scaled to [0, 1]."""
+    return -10 * math.log10(max(mse, MIN_MSE))
 
 
 def as_rgb_uint8(image) -> np.ndarray:
