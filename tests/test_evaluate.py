@@ -18,8 +18,9 @@ from tcmcodec import metrics
 from tcmcodec.evaluate import bdrate, runner
 from tcmcodec.evaluate.codecs import JpegCodec, get_codec, parse_qualities
 
-KODAK = Path("/work/shared/data/kodak")
-ANCHORS = Path("/work/shared/data/anchors/compressai-results/image/kodak")
+from conftest import KODAK, SHARED
+
+ANCHORS = SHARED / "data" / "anchors" / "compressai-results" / "image" / "kodak"
 
 
 def _synthetic(h: int, w: int, seed: int) -> np.ndarray:
@@ -245,7 +246,7 @@ def test_bd_table_marks_the_anchor_and_prints_insufficient_overlap():
     assert "insufficient overlap" in md
 
 
-@pytest.mark.skipif(not ANCHORS.is_dir(), reason="CompressAI anchors not in /work/shared/data")
+@pytest.mark.skipif(not ANCHORS.is_dir(), reason="the CompressAI anchors of ../shared/data are not here")
 def test_compressai_anchor_json_is_read_and_vtm_beats_jpeg():
     vtm = bdrate.Curve.from_file(ANCHORS / "vtm.json")
     jpeg = bdrate.Curve.from_file(ANCHORS / "jpeg.json")

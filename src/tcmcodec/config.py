@@ -224,11 +224,10 @@ PRESETS: dict[str, TCMConfig] = {
     "tcm-s": TCMConfig(name="tcm-s", N=64),
     "tcm-m": TCMConfig(name="tcm-m", N=96),
     "tcm-l": TCMConfig(name="tcm-l", N=128),
-    # sized for training on 2 CPU cores; variable rate. The bundled default model used it
-    # until session 8 (now tcm-cpu-wide, widened from it).
+    # sized for training on 2 CPU cores; variable rate; the starting point of tcm-cpu-wide.
     # ~1 s per training step (batch 8 x 128^2, one core), 4.9 M parameters. Eight lambdas
-    # (session 5; six from 0.0025 before, whose weights still load through their stored
-    # config): the two lowest reach down towards 0.1 bpp on Kodak.
+    # (older weights with six, from 0.0025, still load through their stored config): the
+    # two lowest reach down towards 0.1 bpp on Kodak.
     "tcm-cpu": TCMConfig(
         name="tcm-cpu", N=16, M=160, hyper_channels=64, main_head_dims=(8, 8, 8),
         hyper_head_dim=8, swatten_width=32, swatten_head_dim=8, context_widths=(64, 48),
@@ -238,7 +237,7 @@ PRESETS: dict[str, TCMConfig] = {
     # transforms; heads twice as wide, entropy model unchanged), for the transform ceiling
     # that caps tcm-cpu near 29.6 dB on Kodak (model card). Made from trained tcm-cpu
     # weights by `tcm widen` (function-preserving, tcmcodec.widen), then trained on. The
-    # bundled default model uses it (session 8; 7.36 M parameters, 15.1 MB in fp16).
+    # bundled default model uses it (7.36 M parameters, 15.1 MB in fp16).
     "tcm-cpu-wide": TCMConfig(
         name="tcm-cpu-wide", N=32, M=160, hyper_channels=64, main_head_dims=(16, 16, 16),
         hyper_head_dim=16, swatten_width=32, swatten_head_dim=8, context_widths=(64, 48),
@@ -246,9 +245,9 @@ PRESETS: dict[str, TCMConfig] = {
     ),
     # tcm-cpu-wide with a twice as wide analysis transform g_a (C_a = 128): a better encoder
     # for the same decoder (same decoding cost). Made from trained tcm-cpu-wide weights by
-    # `tcm widen --analysis-only`. Session 16 tested it against the bundled line on the same
-    # batches: slightly behind per step (−4.1% against −4.3% validation BD-rate at 750 steps)
-    # at half the steps per CPU-hour, so not used; kept for a GPU (model card).
+    # `tcm widen --analysis-only`. Against the bundled line on the same batches it was
+    # slightly behind per step (−4.1% against −4.3% validation BD-rate at 750 steps) at
+    # half the steps per CPU-hour, so not used; kept for a GPU (model card).
     "tcm-cpu-wide-ax2": TCMConfig(
         name="tcm-cpu-wide-ax2", N=32, M=160, hyper_channels=64, main_head_dims=(16, 16, 16),
         hyper_head_dim=16, swatten_width=32, swatten_head_dim=8, context_widths=(64, 48),

@@ -23,8 +23,8 @@ on the other core), reuse + release against the mmap setting:
 * tcm-s 1920x1080: 37 / 42 s, 2394 MB against 60 / 65 s, 1641 MB (reuse without the
   release: 31 / 37 s but 3346 MB)
 * tcm-s 3840x2160: 157 / 183 s, 2585 MB against 214 / 271 s, 1994 MB (512-pixel tiles,
-  session 3); with two threads and the session 4 blocks and 768-pixel tiles 45 / 48 s,
-  2468 MB encoding and 2740 MB decoding (separate processes)
+  older, slower blocks); with two threads, the current blocks and 768-pixel tiles
+  45 / 48 s, 2468 MB encoding and 2740 MB decoding (separate processes)
 * bundled model 7680x4320: 101 / 99 s, 4025 MB against 151 / 175 s, 3140 MB (whole-image
   temporaries pile up in the heap), hence the size limit.
 

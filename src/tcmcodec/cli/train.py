@@ -46,7 +46,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--device", help="cpu, cuda, cuda:1 ... (default: cuda if present)")
     p.add_argument("--amp", choices=["bf16"],
                    help="bfloat16 compute in the inner layers of g_a and g_s (CUDA, or a CPU with "
-                        "AVX512-BF16/AMX: 1.4-1.7x faster steps on this project's Xeon); validation "
+                        "AVX512-BF16/AMX: 1.4-1.7x faster steps measured on a Xeon with AMX); validation "
                         "stays float32")
     p.add_argument("--threads", type=int, help="torch CPU threads")
     p.add_argument("--lambdas", type=_lambda_list, default=None, metavar="L1,L2,...",

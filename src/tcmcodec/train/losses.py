@@ -64,7 +64,7 @@ class LevelBalancer:
     """Per-sample weights that give every rate level of a variable-rate model the same pull.
 
     With one loss ``lambda * D + bpp`` summed over levels, the top levels dominate: on the
-    validation images the session-9 bundled model's loss was 0.21 at level 0 and 10.36 at
+    validation images an earlier bundled model's loss was 0.21 at level 0 and 10.36 at
     level 7, so the shared transforms follow the highest lambdas. This keeps a running mean
     ``m_l`` of each level's loss and weights a level-``l`` sample by ``mean_k(m_k) / m_l``:
     the gradient of ``sum_l log(loss_l)`` up to scale, i.e. every level's loss counts by its
