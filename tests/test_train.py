@@ -17,7 +17,9 @@ from PIL import Image
 
 from tcmcodec.train.data import RandomCropDataset, count_smaller_than, list_images
 from tcmcodec.runtime import native_bfloat16
-from tcmcodec.train.loop import BEST, LATEST, TrainSettings, Trainer, TrainingError, train
+from tcmcodec.train.loop import Trainer, train
+from tcmcodec.train.run_state import BEST, LATEST
+from tcmcodec.train.settings import TrainingError, TrainSettings
 
 from conftest import REPO, run_cli
 

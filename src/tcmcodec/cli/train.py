@@ -78,7 +78,8 @@ def _lambda_list(text: str) -> tuple[float, ...]:
 
 def run(args: argparse.Namespace) -> int:
     from tcmcodec.config import get_preset
-    from tcmcodec.train.loop import TrainSettings, TrainingError, train
+    from tcmcodec.train.loop import train
+    from tcmcodec.train.settings import TrainingError, TrainSettings
 
     try:
         config = get_preset(args.model)

@@ -12,22 +12,16 @@ killing the process loses at most the work since then.
 from __future__ import annotations
 
 import dataclasses
-import io
-import json
 import math
-import os
-import random
 import signal
 import sys
 import threading
 import time
 import warnings
 from collections import Counter
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import torch
 import torch.distributed as dist
 from torch import nn
@@ -35,141 +29,24 @@ from torch.utils.data import DataLoader
 
 from tcmcodec.checkpoints import extract_state_dict, is_stored, load_learned_state, read_checkpoint
 from tcmcodec.config import TCMConfig, get_preset
-from tcmcodec.errors import TcmError
 from tcmcodec.layers.gain import resample_log_gains
 from tcmcodec.model import TCM
 from tcmcodec.runtime import native_bfloat16
 from tcmcodec.train.data import (RandomCropDataset, StepSampler, count_smaller_than, list_images, load_validation,
                                   split_holdout)
+from tcmcodec.train.distributed import distributed_setup
 from tcmcodec.train.ema import WeightAverage
-from tcmcodec.train.losses import LevelBalancer, Metric, rate_distortion_loss
-
-LATEST = "checkpoint-latest.pth.tar"
-BEST = "checkpoint-best.pth.tar"
-CHECKPOINT_FORMAT = "tcmcodec-train-v1"
-#: consecutive non-finite losses after which the run stops
-MAX_BAD_STEPS = 20
-#: the authors' gradient clipping and auxiliary learning rate
-DEFAULT_CLIP = 1.0
-DEFAULT_AUX_LR = 1e-3
-#: learning rate of a new run when none is given (the authors' Adam setting)
-DEFAULT_LR = 1e-4
-#: training crops must keep the hyper-latent (1/64) whole
-PATCH_MULTIPLE = 64
-#: decay of the weights' moving average: a horizon of ~1000 steps (docs/training.md)
-DEFAULT_EMA_DECAY = 0.999
-#: validation key of the geometric mean of the rate levels' losses (checkpoint-best's
-#: criterion with --balance-levels)
-GEOMEAN_LOSS = "loss_geomean"
-
+from tcmcodec.train.losses import LevelBalancer, rate_distortion_loss
+from tcmcodec.train.metrics_log import MetricsLog
+from tcmcodec.train.run_state import BEST, CHECKPOINT_FORMAT, LATEST, atomic_save, rng_state, set_rng_state
+from tcmcodec.train.settings import (DEFAULT_LR, GEOMEAN_LOSS, MAX_BAD_STEPS, PATCH_MULTIPLE, TrainingError,
+                                     TrainSettings)
 
 #: signals that end a training run cleanly: the current step finishes, a checkpoint is saved
 STOP_SIGNALS = (signal.SIGTERM, signal.SIGINT)
 
 
-@dataclass
-class TrainSettings:
-    """Everything that defines a training run (the ``tcm train`` options)."""
-
-    data: str
-    out: str
-    model: str = "tcm-s"
-    lmbda: float | None = 0.013
-    metric: Metric = "mse"
-    patch: int = 256
-    batch_size: int = 8
-    steps: int | None = None
-    epochs: float | None = None
-    #: base learning rate; None: DEFAULT_LR for a new run, the checkpoint's for a resumed one
-    lr: float | None = None
-    aux_lr: float = DEFAULT_AUX_LR
-    milestones: list[int] = field(default_factory=list)
-    gamma: float = 0.1
-    #: the learning rate rises linearly over the run's first steps (after --init: new
-    #: weights, e.g. a widened model, meet a fresh Adam); 0: no warm-up
-    warmup_steps: int = 0
-    clip: float = DEFAULT_CLIP
-    seed: int = 0
-    workers: int = 0
-    val: str | None = None
-    val_split: int = 0
-    val_every: int = 500
-    val_max_side: int = 512
-    #: also validate the raw weights when a moving average is kept (doubles validation time)
-    val_raw: bool = True
-    checkpoint_minutes: float = 5.0
-    resume: bool = False
-    init: str | None = None
-    device: str | None = None
-    amp: str | None = None
-    threads: int | None = None
-    progress: bool = True
-    max_level: float | None = None
-    #: moving average of the weights (validated, exported); 0 switches it off
-    ema_decay: float = DEFAULT_EMA_DECAY
-    #: stop (checkpoint, validate) after this much wall-clock time; resumable like any stop
-    max_minutes: float | None = None
-    #: variable-rate models: weight each level's loss by the inverse of its running mean
-    #: (LevelBalancer) instead of letting the highest lambdas dominate
-    balance_levels: bool = False
-    #: variable-rate presets: train for these lambdas instead of the preset's (ascending);
-    #: None: the preset's, or, resuming, the run's own
-    rate_lambdas: tuple[float, ...] | None = None
-
-
-class TrainingError(TcmError):
-    """A run cannot start or cannot go on (bad options, diverged loss)."""
-
-
 # ---------------------------------------------------------------------------- helpers
-def _atomic_save(obj: Any, path: Path) -> None:
-    buffer = io.BytesIO()
-    torch.save(obj, buffer)
-    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
-    try:
-        with open(tmp, "wb") as fh:
-            fh.write(buffer.getvalue())
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    finally:
-        if tmp.exists():
-            tmp.unlink()
-
-
-def _rng_state() -> dict[str, Any]:
-    """Every RNG state, in types that ``torch.load(weights_only=True)`` accepts."""
-    kind, keys, pos, has_gauss, cached = np.random.get_state()
-    state = {
-        "torch": torch.get_rng_state(),
-        "numpy": [kind, torch.from_numpy(keys.astype(np.int64)), int(pos), int(has_gauss), float(cached)],
-        "python": random.getstate(),
-    }
-    if torch.cuda.is_available():
-        state["cuda"] = torch.cuda.get_rng_state_all()
-    return state
-
-
-def _set_rng_state(state: dict[str, Any]) -> None:
-    torch.set_rng_state(state["torch"])
-    kind, keys, pos, has_gauss, cached = state["numpy"]
-    np.random.set_state((kind, keys.numpy().astype(np.uint32), pos, has_gauss, cached))
-    random.setstate(state["python"])
-    if "cuda" in state and torch.cuda.is_available():
-        torch.cuda.set_rng_state_all(state["cuda"])
-
-
-def _distributed() -> tuple[int, int, int]:
-    """(rank, world size, local rank); initialises the process group under torchrun."""
-    world = int(os.environ.get("WORLD_SIZE", "1"))
-    if world <= 1:
-        return 0, 1, 0
-    if not dist.is_initialized():
-        backend = "nccl" if torch.cuda.is_available() else "gloo"
-        dist.init_process_group(backend=backend)
-    return dist.get_rank(), dist.get_world_size(), int(os.environ.get("LOCAL_RANK", "0"))
-
-
 def _adam(params: list[nn.Parameter], lr: float) -> torch.optim.Adam:
     """Adam with the fused kernel (one pass over all parameters: 0.02 s instead of 0.16 s
     per step for tcm-cpu on one core); the per-tensor loop where it is not available.
@@ -190,39 +67,13 @@ def _split_parameters(model: nn.Module) -> tuple[list[nn.Parameter], list[nn.Par
     return main, aux
 
 
-class _Logger:
-    """Metrics to ``metrics.jsonl`` (and TensorBoard when installed); rank 0 only."""
-
-    def __init__(self, out: Path, enabled: bool) -> None:
-        self.enabled = enabled
-        self.path = out / "metrics.jsonl"
-        self.tb = None
-        if enabled:
-            try:
-                from torch.utils.tensorboard import SummaryWriter
-
-                self.tb = SummaryWriter(str(out / "tensorboard"))
-            except Exception:  # tensorboard not installed
-                self.tb = None
-
-    def log(self, kind: str, step: int, values: dict[str, float]) -> None:
-        if not self.enabled:
-            return
-        row = {"kind": kind, "step": step, "time": time.time(), **values}
-        with open(self.path, "a") as fh:
-            fh.write(json.dumps(row) + "\n")
-        if self.tb is not None:
-            for key, value in values.items():
-                self.tb.add_scalar(f"{kind}/{key}", value, step)
-
-
 # ---------------------------------------------------------------------------- the run
 class Trainer:
     """State of one run; see :func:`train`."""
 
     def __init__(self, settings: TrainSettings) -> None:
         self.s = settings
-        self.rank, self.world, local_rank = _distributed()
+        self.rank, self.world, local_rank = distributed_setup()
         if settings.threads:
             torch.set_num_threads(settings.threads)
         if settings.device:
@@ -303,7 +154,7 @@ class Trainer:
         if self.world > 1:
             ids = [self.device.index] if self.device.type == "cuda" else None
             self.net = nn.parallel.DistributedDataParallel(self.model, device_ids=ids)
-        self.logger = _Logger(self.out, self.rank == 0)
+        self.logger = MetricsLog(self.out, self.rank == 0)
 
     def _set_rate_lambdas(self, settings: TrainSettings) -> None:
         """The lambda table of the run: ``--lambdas``, else a resumed run's own, else the
@@ -346,7 +197,7 @@ class Trainer:
             warnings.warn(f"--init: {len(skipped)} tensors not in {path} were left as initialised")
 
     def checkpoint(self) -> dict[str, Any]:
-        rng = _rng_state()
+        rng = rng_state()
         if self.world > 1:
             states: list[Any] = [None] * self.world
             dist.all_gather_object(states, rng)
@@ -377,9 +228,9 @@ class Trainer:
         payload = self.checkpoint()  # collective under DDP: every rank calls it
         if self.rank != 0:
             return
-        _atomic_save(payload, self.out / LATEST)
+        atomic_save(payload, self.out / LATEST)
         if best:
-            _atomic_save(payload, self.out / BEST)
+            atomic_save(payload, self.out / BEST)
 
     def _resume(self, path: Path) -> None:
         data = torch.load(path, map_location="cpu", weights_only=True)
@@ -407,7 +258,7 @@ class Trainer:
         if "per_rank" in rng:
             states = rng["per_rank"]
             rng = states[self.rank] if self.rank < len(states) else states[0]
-        _set_rng_state(rng)
+        set_rng_state(rng)
 
     def _apply_schedule_from_settings(self) -> None:
         """After a resume, the command line's milestones and gamma (and --lr, when given)
