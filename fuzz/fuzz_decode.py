@@ -31,7 +31,7 @@ MAX_PIXELS = 256 * 256
 #: would grow with each input. atheris selects whole top-level packages (``include``), so the
 #: rest of tcmcodec is named in ``exclude`` (:func:`uninstrumented_modules`).
 INSTRUMENTED = ["tcmcodec.container", "tcmcodec.codec", "tcmcodec.coding", "tcmcodec.image_io",
-                "tcmcodec.zoo", "tcmcodec.errors"]
+                "tcmcodec.alpha_plane", "tcmcodec.zoo", "tcmcodec.errors"]
 #: mode byte bit: recompute the CRC-32 of the file before decoding
 REPAIR_CHECKSUM = 0x01
 #: environment variable: print the process's memory every this many inputs (0: never)
