@@ -13,9 +13,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
-import signal
 import sys
-import threading
 import time
 import warnings
 from collections import Counter
@@ -39,11 +37,11 @@ from tcmcodec.train.ema import WeightAverage
 from tcmcodec.train.losses import LevelBalancer, rate_distortion_loss
 from tcmcodec.train.metrics_log import MetricsLog
 from tcmcodec.train.run_state import BEST, CHECKPOINT_FORMAT, LATEST, atomic_save, rng_state, set_rng_state
+from tcmcodec.train.stopping import StopSignals
+from tcmcodec.train.validation import validate_levels
 from tcmcodec.train.settings import (DEFAULT_LR, GEOMEAN_LOSS, MAX_BAD_STEPS, PATCH_MULTIPLE, TrainingError,
                                      TrainSettings)
 
-#: signals that end a training run cleanly: the current step finishes, a checkpoint is saved
-STOP_SIGNALS = (signal.SIGTERM, signal.SIGINT)
 
 
 # ---------------------------------------------------------------------------- helpers
@@ -369,35 +367,8 @@ class Trainer:
             totals.update({f"raw_{k}": v for k, v in self._validate(self.model).items()})
         return totals
 
-    @torch.no_grad()
     def _validate(self, model: nn.Module) -> dict[str, float]:
-        """Validation in float32 whatever --amp says, so runs with and without compare."""
-        reduced, model.transform_dtype = model.transform_dtype, None
-        try:
-            return self._validate_levels(model)
-        finally:
-            model.transform_dtype = reduced
-
-    def _validate_levels(self, model: nn.Module) -> dict[str, float]:
-        model.eval()
-        levels = list(range(self.config.rate_levels)) if self.config.variable_rate else [None]
-        totals: dict[str, float] = {}
-        for level in levels:
-            lam = self.config.rate_lambdas[level] if level is not None else float(self.s.lmbda)
-            for image in self.val_images:
-                x = image.to(self.device)
-                out = model(x, float(level)) if level is not None else model(x)
-                out["x_hat"] = out["x_hat"].clamp(0, 1)
-                m = rate_distortion_loss(out, x, torch.tensor([lam], device=self.device), self.s.metric)
-                tag = "" if level is None else f"@{level}"
-                for key in ("loss", "bpp", "psnr"):
-                    totals[key + tag] = totals.get(key + tag, 0.0) + float(m[key]) / len(self.val_images)
-        per_level = [v for k, v in totals.items() if k.startswith("loss")]
-        totals["loss"] = sum(per_level) / max(1, len(levels))
-        if len(per_level) > 1 and all(v > 0 for v in per_level):
-            # what --balance-levels minimises: every level's relative change counts alike
-            totals[GEOMEAN_LOSS] = math.exp(sum(math.log(v) for v in per_level) / len(per_level))
-        return totals
+        return validate_levels(model, self.config, self.val_images, self.device, self.s.metric, self.s.lmbda)
 
     def _selection_key(self) -> str:
         """The validation key that picks checkpoint-best: the mean loss over rate levels, or
@@ -412,33 +383,12 @@ class Trainer:
         None; rank 0 decides for every rank."""
         reasons = (None, "time", "signal")
         out_of_time = self.s.max_minutes is not None and time.monotonic() - started >= self.s.max_minutes * 60
-        code = 2 if self._stop_signal is not None else int(out_of_time)
+        code = 2 if self._stop_signals.received is not None else int(out_of_time)
         if self.world > 1:  # one small broadcast per step
             flag = torch.tensor([code], dtype=torch.float32, device=self.device)
             dist.broadcast(flag, src=0)
             code = int(flag.item())
         return reasons[code]
-
-    def _catch_stop_signals(self) -> dict[int, Any]:
-        """SIGTERM and SIGINT end the run after the current step, with a checkpoint (`kill`,
-        a scheduler's pre-emption, Ctrl-C): returns the handlers they had, for
-        :meth:`_restore_signals`. Only possible in the main thread (elsewhere: nothing)."""
-        if threading.current_thread() is not threading.main_thread():
-            return {}
-
-        def request_stop(signum: int, frame: Any) -> None:
-            self._stop_signal = signum
-
-        kept = {}
-        for signum in STOP_SIGNALS:
-            if signal.getsignal(signum) is not signal.SIG_IGN:  # e.g. SIGINT of a background job
-                kept[signum] = signal.signal(signum, request_stop)
-        return kept
-
-    @staticmethod
-    def _restore_signals(kept: dict[int, Any]) -> None:
-        for signum, handler in kept.items():
-            signal.signal(signum, handler)
 
     def _report_upscaled_images(self) -> None:
         """One line on stderr when training images are smaller than the patch: their crops
@@ -470,9 +420,8 @@ class Trainer:
         window: list[dict[str, float]] = []
         tick = time.monotonic()
         last: dict[str, float] = {}
-        self._stop_signal: int | None = None
         stop: str | None = None
-        kept_handlers = self._catch_stop_signals()
+        self._stop_signals = StopSignals().install()
         try:
             for batch in loader:
                 metrics = self.train_step(batch)
@@ -521,7 +470,7 @@ class Trainer:
                     self.best_loss = current
                     self.save(best=True)
         finally:
-            self._restore_signals(kept_handlers)
+            self._stop_signals.restore()
             if bar is not None:
                 bar.close()
         return last
