@@ -43,7 +43,6 @@ from __future__ import annotations
 import io
 import os
 import struct
-import tempfile
 import threading
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -52,23 +51,19 @@ from typing import Any
 import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 
+from .atomic_files import atomic_write_bytes
 from .errors import ImageError
 
 
 __all__ = [
     "DEFAULT_MAX_PIXELS",
+    "IMAGE_SUFFIXES",
     "LoadedImage",
-    "load_image",
-    "to_pil",
-    "encode_alpha",
-    "decode_alpha",
-    "save_image",
     "atomic_write_bytes",
-    "pad_amounts",
-    "to_tensor",
-    "from_tensor",
-    "pad_tensor",
-    "crop_tensor",
+    "list_images",
+    "load_image",
+    "save_image",
+    "to_pil",
 ]
 
 DEFAULT_MAX_PIXELS: int = 2**28
@@ -414,39 +409,3 @@ def save_image(image: Image.Image, path: str | os.PathLike, *, format: str | Non
     except (OSError, ValueError, KeyError, TypeError) as exc:
         raise ImageError(f"cannot write image {path} as {fmt}: {_reason(exc)}") from None
     atomic_write_bytes(path, buf.getvalue())
-
-
-def _umask() -> int:
-    try:
-        with open("/proc/self/status", encoding="ascii") as f:
-            for line in f:
-                if line.startswith("Umask:"):
-                    return int(line.split()[1], 8)
-    except (OSError, ValueError):
-        pass
-    mask = os.umask(0o022)
-    os.umask(mask)
-    return mask
-
-
-def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> None:
-    """Write ``data`` to ``path`` via a temporary file in the same directory and
-    ``os.replace``: readers see the old file or the complete new one, never a
-    partial one, and a failure leaves no temporary file behind.  The new file
-    gets the usual permissions (0666 minus the umask)."""
-    path = Path(path)
-    directory = path.parent
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=directory)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        os.chmod(tmp, 0o666 & ~_umask())
-        os.replace(tmp, path)
-    except BaseException:
-        try:
-            os.unlink(tmp)
-        except OSError:
-            pass
-        raise
