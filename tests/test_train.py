@@ -462,3 +462,20 @@ def test_lambdas_option_sets_the_rate_levels_and_a_resumed_run_keeps_them(image_
     assert model.rate_levels == 4 and model.config.rate_lambdas == lambdas
     # another table on resume is another model
     assert run_cli(*common, "--steps", "4", "--resume", "--lambdas", "0.01,0.05") == 1
+
+
+def test_train_options_come_from_the_settings_with_their_defaults():
+    """`tcm train` declares nothing itself: with only the required options, the parsed
+    settings equal TrainSettings' defaults; every field is an option."""
+    from dataclasses import fields
+
+    from tcmcodec.cli import build_parser
+
+    args = build_parser(only="train").parse_args(["train", "--data", "d", "--out", "o", "--steps", "3"])
+    parsed = TrainSettings(**{f.name: getattr(args, f.name) for f in fields(TrainSettings)})
+    assert parsed == TrainSettings(data="d", out="o", steps=3)
+    args = build_parser(only="train").parse_args(
+        ["train", "--data", "d", "--out", "o", "--epochs", "2", "--lambda", "0.05", "--no-progress",
+         "--lambdas", "0.001,0.01", "--milestones", "5", "9"])
+    assert (args.epochs, args.lmbda, args.progress, args.rate_lambdas, args.milestones) == \
+        (2.0, 0.05, False, (0.001, 0.01), [5, 9])

@@ -39,7 +39,7 @@ from tcmcodec.train.metrics_log import MetricsLog
 from tcmcodec.train.run_state import BEST, CHECKPOINT_FORMAT, LATEST, atomic_save, rng_state, set_rng_state
 from tcmcodec.train.stopping import StopSignals
 from tcmcodec.train.validation import validate_levels
-from tcmcodec.train.settings import (DEFAULT_LR, GEOMEAN_LOSS, MAX_BAD_STEPS, PATCH_MULTIPLE, TrainingError,
+from tcmcodec.train.settings import (DEFAULT_LAMBDA, DEFAULT_LR, GEOMEAN_LOSS, MAX_BAD_STEPS, PATCH_MULTIPLE, TrainingError,
                                      TrainSettings)
 
 
@@ -97,8 +97,11 @@ class Trainer:
         except KeyError as exc:
             raise TrainingError(str(exc.args[0])) from None
         self._set_rate_lambdas(settings)
+        if self.config.variable_rate and settings.lmbda is not None:
+            raise TrainingError(f"{settings.model} is variable-rate (lambdas {list(self.config.rate_lambdas)}): "
+                                "drop --lambda")
         if not self.config.variable_rate and settings.lmbda is None:
-            raise TrainingError(f"{settings.model} is a fixed-rate model: give --lambda")
+            settings = self.s = dataclasses.replace(settings, lmbda=DEFAULT_LAMBDA)
         if settings.patch < PATCH_MULTIPLE or settings.patch % PATCH_MULTIPLE:
             raise TrainingError(f"--patch must be a multiple of {PATCH_MULTIPLE}, got {settings.patch}")
 

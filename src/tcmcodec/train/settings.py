@@ -3,11 +3,15 @@ the defaults it starts from."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from argparse import ArgumentTypeError
+from dataclasses import MISSING, dataclass, field
+from typing import Any
 
 from tcmcodec.errors import TcmError
 from tcmcodec.train.losses import Metric
 
+#: the rate-distortion trade-off of a fixed-rate model when none is given
+DEFAULT_LAMBDA = 0.013
 #: consecutive non-finite losses after which the run stops
 MAX_BAD_STEPS = 20
 #: the authors' gradient clipping and auxiliary learning rate
@@ -24,54 +28,80 @@ DEFAULT_EMA_DECAY = 0.999
 GEOMEAN_LOSS = "loss_geomean"
 
 
+def _lambda_list(text: str) -> tuple[float, ...]:
+    """``0.0025,0.013,0.05`` -> a tuple of floats (the ``--lambdas`` option)."""
+    try:
+        return tuple(float(v) for v in text.split(","))
+    except ValueError:  # argparse shows this message as it is
+        raise ArgumentTypeError(f"expected comma-separated numbers such as 0.0025,0.013,0.05, got {text!r}") from None
+
+
+def option(default: Any = MISSING, help: str = "", **cli: Any) -> Any:
+    """A :class:`TrainSettings` field with its ``tcm train`` option: ``help`` and argparse
+    settings (``type``, ``metavar``, ``choices``, ``nargs``; ``flag`` to name the option
+    otherwise than ``--field-name``; ``group`` for mutually exclusive required options).
+    Lists get a fresh copy per instance."""
+    metadata = {"help": help, **cli}
+    if isinstance(default, list):
+        return field(default_factory=lambda: list(default), metadata=metadata)
+    return field(default=default, metadata=metadata)
+
+
 @dataclass
 class TrainSettings:
-    """Everything that defines a training run (the ``tcm train`` options)."""
+    """Everything that defines a training run. Each field is a ``tcm train`` option
+    (:func:`tcmcodec.cli.train.add_arguments` builds them from here: defaults and help live
+    in one place)."""
 
-    data: str
-    out: str
-    model: str = "tcm-s"
-    lmbda: float | None = 0.013
-    metric: Metric = "mse"
-    patch: int = 256
-    batch_size: int = 8
-    steps: int | None = None
-    epochs: float | None = None
-    #: base learning rate; None: DEFAULT_LR for a new run, the checkpoint's for a resumed one
-    lr: float | None = None
-    aux_lr: float = DEFAULT_AUX_LR
-    milestones: list[int] = field(default_factory=list)
-    gamma: float = 0.1
-    #: the learning rate rises linearly over the run's first steps (after --init: new
-    #: weights, e.g. a widened model, meet a fresh Adam); 0: no warm-up
-    warmup_steps: int = 0
-    clip: float = DEFAULT_CLIP
-    seed: int = 0
-    workers: int = 0
-    val: str | None = None
-    val_split: int = 0
-    val_every: int = 500
-    val_max_side: int = 512
-    #: also validate the raw weights when a moving average is kept (doubles validation time)
-    val_raw: bool = True
-    checkpoint_minutes: float = 5.0
-    resume: bool = False
-    init: str | None = None
-    device: str | None = None
-    amp: str | None = None
-    threads: int | None = None
-    progress: bool = True
-    max_level: float | None = None
-    #: moving average of the weights (validated, exported); 0 switches it off
-    ema_decay: float = DEFAULT_EMA_DECAY
-    #: stop (checkpoint, validate) after this much wall-clock time; resumable like any stop
-    max_minutes: float | None = None
-    #: variable-rate models: weight each level's loss by the inverse of its running mean
-    #: (LevelBalancer) instead of letting the highest lambdas dominate
-    balance_levels: bool = False
-    #: variable-rate presets: train for these lambdas instead of the preset's (ascending);
-    #: None: the preset's, or, resuming, the run's own
-    rate_lambdas: tuple[float, ...] | None = None
+    data: str = option(help="folder of training images (searched recursively)", metavar="DIR")
+    out: str = option(help="output folder (checkpoints, metrics.jsonl)", metavar="DIR")
+    model: str = option("tcm-s", "preset: tcm-s, tcm-m, tcm-l, tcm-cpu, tcm-cpu-wide, tcm-tiny, ...")
+    lmbda: float | None = option(None, f"rate-distortion trade-off of fixed-rate presets (default {DEFAULT_LAMBDA})",
+                                 flag="--lambda", type=float)
+    metric: Metric = option("mse", "distortion the loss measures", choices=["mse", "ms-ssim"])
+    patch: int = option(256, f"random crop size (a multiple of {PATCH_MULTIPLE})", type=int)
+    batch_size: int = option(8, "crops per step", type=int)
+    steps: int | None = option(None, "total optimisation steps", type=int, group="length")
+    epochs: float | None = option(None, "total passes over the training images", type=float, group="length")
+    lr: float | None = option(None, f"learning rate (default {DEFAULT_LR}; with --resume: the run's unless given)",
+                              type=float)
+    aux_lr: float = option(DEFAULT_AUX_LR, "learning rate of the entropy bottleneck's quantiles", type=float)
+    milestones: list[int] = option([], "steps at which the learning rate is multiplied by --gamma", type=int,
+                                   nargs="*", metavar="STEP")
+    gamma: float = option(0.1, "learning-rate factor at each milestone", type=float)
+    warmup_steps: int = option(0, "raise the learning rate linearly over the run's first N steps (useful after "
+                               "--init, e.g. from a widened model; 0: off)", type=int, metavar="N")
+    clip: float = option(DEFAULT_CLIP, "gradient-norm clipping (0: off)", type=float)
+    seed: int = option(0, "seed of the crop order, rate levels and initial weights", type=int)
+    workers: int = option(0, "data-loading processes", type=int)
+    val: str | None = option(None, "folder of validation images", metavar="DIR")
+    val_split: int = option(0, "hold out N images of --data for validation (deterministic)", type=int, metavar="N")
+    val_every: int = option(500, "validate every this many steps (0: at the end only)", type=int, metavar="STEPS")
+    val_max_side: int = option(512, "validation images are centre-cropped to at most this size", type=int)
+    val_raw: bool = option(True, "with a moving average, also validate the raw weights (logged as raw_*; "
+                           "--no-val-raw halves the time validation takes)")
+    checkpoint_minutes: float = option(5.0, "save checkpoint-latest this often", type=float, metavar="MIN")
+    resume: bool = option(False, "continue from OUT/checkpoint-latest.pth.tar")
+    init: str | None = option(None, "start from these weights (fine-tuning)", metavar="CKPT")
+    device: str | None = option(None, "cpu, cuda, cuda:1 ... (default: cuda if present)")
+    amp: str | None = option(None, "bfloat16 compute in the inner layers of g_a and g_s (CUDA, or a CPU with "
+                             "AVX512-BF16/AMX: 1.4-1.7x faster steps measured on a Xeon with AMX); validation "
+                             "stays float32", choices=["bf16"])
+    threads: int | None = option(None, "torch CPU threads", type=int)
+    progress: bool = option(True, "show a progress bar")
+    max_level: float | None = option(None, "variable-rate models: train only rate levels up to this one",
+                                     type=float)
+    ema_decay: float = option(DEFAULT_EMA_DECAY, "decay of the weights' moving average, which is validated "
+                              "and exported (0: off)", type=float, metavar="D")
+    max_minutes: float | None = option(None, "stop after this much wall-clock time (checkpoint and validate "
+                                       "first; --resume continues)", type=float, metavar="MIN")
+    balance_levels: bool = option(False, "variable-rate models: weight each rate level's loss by the inverse "
+                                  "of its running mean, so every level pulls alike (by default the highest "
+                                  "lambdas dominate the shared transforms)")
+    rate_lambdas: tuple[float, ...] | None = option(
+        None, "variable-rate presets: train for these rate-distortion lambdas (ascending; one rate level "
+        "each) instead of the preset's; with --init, trained gain vectors are resampled onto them; a "
+        "resumed run keeps its own", flag="--lambdas", type=_lambda_list, metavar="L1,L2,...")
 
 
 class TrainingError(TcmError):
