@@ -9,7 +9,7 @@ bounded work. Decoding must end in an image or a :class:`tcmcodec.TcmError`; any
 
     python fuzz/fuzz_decode.py -runs=1000000 -timeout=20 -rss_limit_mb=3072 NEW_CORPUS fuzz/corpus
     python fuzz/fuzz_decode.py --make-corpus fuzz/corpus     # rebuild the seed files
-    TCM_FUZZ_MEMORY_EVERY=10000 python fuzz/fuzz_decode.py ...  # log memory every 10000 inputs
+    TCMCODEC_FUZZ_MEMORY_EVERY=10000 python fuzz/fuzz_decode.py ...  # log memory every 10000 inputs
 
 Coverage is collected on the modules that read the file's bytes (:data:`INSTRUMENTED`).
 """
@@ -35,7 +35,7 @@ INSTRUMENTED = ["tcmcodec.container", "tcmcodec.codec", "tcmcodec.coding", "tcmc
 #: mode byte bit: recompute the CRC-32 of the file before decoding
 REPAIR_CHECKSUM = 0x01
 #: environment variable: print the process's memory every this many inputs (0: never)
-MEMORY_LOG_ENV = "TCM_FUZZ_MEMORY_EVERY"
+MEMORY_LOG_ENV = "TCMCODEC_FUZZ_MEMORY_EVERY"
 
 
 def uninstrumented_modules() -> list[str]:

@@ -10,7 +10,7 @@ import pytest
 import torch
 
 # keep the suite's CPU use predictable on small machines
-torch.set_num_threads(int(os.environ.get("TCM_TEST_THREADS", "1")))
+torch.set_num_threads(int(os.environ.get("TCMCODEC_TEST_THREADS", "1")))
 
 REPO = Path(__file__).resolve().parents[1]
 SHARED = REPO.parent / "shared"

@@ -56,7 +56,7 @@ SCRIPT = textwrap.dedent(
 
 def _run(action: str, folder: Path, kernel_set: str, threads: int) -> list:
     env = kernel_sets.environment(kernel_set, threads)
-    env.update(PYTHONWARNINGS="ignore", TCM_TEST_THREADS=str(threads),
+    env.update(PYTHONWARNINGS="ignore", TCMCODEC_TEST_THREADS=str(threads),
                PYTHONPATH=str(REPO / "src") + os.pathsep + env.get("PYTHONPATH", ""))
     proc = subprocess.run([PYTHON, "-c", SCRIPT, str(REPO / "tests"), action, str(folder), kernel_set],
                           env=env, capture_output=True, text=True, timeout=600)

@@ -43,7 +43,7 @@ def test_short_fuzz_run_of_the_decoder_finds_nothing(tmp_path):
     pytest.importorskip("atheris", reason="atheris is not installed (pip install tcmcodec[dev] on Linux)")
     new = tmp_path / "corpus"
     new.mkdir()
-    env = dict(os.environ, OMP_NUM_THREADS="1", PYTHONWARNINGS="ignore", TCM_FUZZ_MEMORY_EVERY=str(MEMORY_EVERY),
+    env = dict(os.environ, OMP_NUM_THREADS="1", PYTHONWARNINGS="ignore", TCMCODEC_FUZZ_MEMORY_EVERY=str(MEMORY_EVERY),
                PYTHONPATH=str(REPO / "src") + os.pathsep + os.environ.get("PYTHONPATH", ""))
     proc = subprocess.run(
         [PYTHON, str(REPO / "fuzz" / "fuzz_decode.py"), f"-runs={RUNS}", "-seed=7", "-timeout=30",

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any, Mapping
 
 #: downsampling factor of the analysis transform g_a (four stride-2 stages)
@@ -219,51 +219,44 @@ class TCMConfig:
 SCALE_TABLE_FIELDS = ("scale_min", "scale_max", "scale_levels")
 
 
+#: sized for training on 2 CPU cores; variable rate; the starting point of tcm-cpu-wide.
+#: ~1 s per training step (batch 8 x 128^2, one core), 4.9 M parameters. Eight lambdas
+#: (older weights with six, from 0.0025, still load through their stored config): the two
+#: lowest reach down towards 0.1 bpp on Kodak.
+_TCM_CPU = TCMConfig(
+    name="tcm-cpu", N=16, M=160, hyper_channels=64, main_head_dims=(8, 8, 8),
+    hyper_head_dim=8, swatten_width=32, swatten_head_dim=8, context_widths=(64, 48),
+    rate_lambdas=(0.0004, 0.001, 0.0025, 0.005, 0.01, 0.02, 0.04, 0.08),
+)
+#: tcm-cpu with twice the transform width (C=64 instead of 32 in g_a, g_s and the hyper
+#: transforms; heads twice as wide, entropy model unchanged), for the transform ceiling
+#: that caps tcm-cpu near 29.6 dB on Kodak (model card). Made from trained tcm-cpu weights
+#: by `tcm widen` (function-preserving, tcmcodec.widen), then trained on. The bundled
+#: default model uses it (7.36 M parameters, 15.1 MB in fp16).
+_TCM_CPU_WIDE = dataclasses.replace(_TCM_CPU, name="tcm-cpu-wide", N=32, main_head_dims=(16, 16, 16),
+                                    hyper_head_dim=16)
+#: minimal widths, same architecture: for fast tests
+_TCM_TINY = TCMConfig(
+    name="tcm-tiny", N=8, M=40, hyper_channels=16, main_head_dims=(4, 4, 8),
+    hyper_head_dim=8, swatten_width=16, swatten_head_dim=8, context_widths=(16, 16),
+)
+
 PRESETS: dict[str, TCMConfig] = {
     # the authors' three models (45.18 M / 59.13 M / 76.57 M parameters)
     "tcm-s": TCMConfig(name="tcm-s", N=64),
     "tcm-m": TCMConfig(name="tcm-m", N=96),
     "tcm-l": TCMConfig(name="tcm-l", N=128),
-    # sized for training on 2 CPU cores; variable rate; the starting point of tcm-cpu-wide.
-    # ~1 s per training step (batch 8 x 128^2, one core), 4.9 M parameters. Eight lambdas
-    # (older weights with six, from 0.0025, still load through their stored config): the
-    # two lowest reach down towards 0.1 bpp on Kodak.
-    "tcm-cpu": TCMConfig(
-        name="tcm-cpu", N=16, M=160, hyper_channels=64, main_head_dims=(8, 8, 8),
-        hyper_head_dim=8, swatten_width=32, swatten_head_dim=8, context_widths=(64, 48),
-        rate_lambdas=(0.0004, 0.001, 0.0025, 0.005, 0.01, 0.02, 0.04, 0.08),
-    ),
-    # tcm-cpu with twice the transform width (C=64 instead of 32 in g_a, g_s and the hyper
-    # transforms; heads twice as wide, entropy model unchanged), for the transform ceiling
-    # that caps tcm-cpu near 29.6 dB on Kodak (model card). Made from trained tcm-cpu
-    # weights by `tcm widen` (function-preserving, tcmcodec.widen), then trained on. The
-    # bundled default model uses it (7.36 M parameters, 15.1 MB in fp16).
-    "tcm-cpu-wide": TCMConfig(
-        name="tcm-cpu-wide", N=32, M=160, hyper_channels=64, main_head_dims=(16, 16, 16),
-        hyper_head_dim=16, swatten_width=32, swatten_head_dim=8, context_widths=(64, 48),
-        rate_lambdas=(0.0004, 0.001, 0.0025, 0.005, 0.01, 0.02, 0.04, 0.08),
-    ),
+    "tcm-cpu": _TCM_CPU,
+    "tcm-cpu-wide": _TCM_CPU_WIDE,
     # tcm-cpu-wide with a twice as wide analysis transform g_a (C_a = 128): a better encoder
     # for the same decoder (same decoding cost). Made from trained tcm-cpu-wide weights by
     # `tcm widen --analysis-only`. Against the bundled line on the same batches it was
     # slightly behind per step (−4.1% against −4.3% validation BD-rate at 750 steps) at
     # half the steps per CPU-hour, so not used; kept for a GPU (model card).
-    "tcm-cpu-wide-ax2": TCMConfig(
-        name="tcm-cpu-wide-ax2", N=32, M=160, hyper_channels=64, main_head_dims=(16, 16, 16),
-        hyper_head_dim=16, swatten_width=32, swatten_head_dim=8, context_widths=(64, 48),
-        rate_lambdas=(0.0004, 0.001, 0.0025, 0.005, 0.01, 0.02, 0.04, 0.08),
-        analysis_N=64, analysis_head_dims=(32, 32, 32),
-    ),
-    # minimal widths, same architecture: for fast tests
-    "tcm-tiny": TCMConfig(
-        name="tcm-tiny", N=8, M=40, hyper_channels=16, main_head_dims=(4, 4, 8),
-        hyper_head_dim=8, swatten_width=16, swatten_head_dim=8, context_widths=(16, 16),
-    ),
-    "tcm-tiny-vr": TCMConfig(
-        name="tcm-tiny-vr", N=8, M=40, hyper_channels=16, main_head_dims=(4, 4, 8),
-        hyper_head_dim=8, swatten_width=16, swatten_head_dim=8, context_widths=(16, 16),
-        rate_lambdas=(0.004, 0.016, 0.064),
-    ),
+    "tcm-cpu-wide-ax2": dataclasses.replace(_TCM_CPU_WIDE, name="tcm-cpu-wide-ax2", analysis_N=64,
+                                            analysis_head_dims=(32, 32, 32)),
+    "tcm-tiny": _TCM_TINY,
+    "tcm-tiny-vr": dataclasses.replace(_TCM_TINY, name="tcm-tiny-vr", rate_lambdas=(0.004, 0.016, 0.064)),
 }
 
 
