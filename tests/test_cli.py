@@ -385,3 +385,24 @@ def test_real_process_exit_status_and_clean_stderr(tmp_path, image, tiny_checkpo
     assert "Traceback" not in bad.stderr
     assert "truncated" in bad.stderr and len(bad.stderr.strip().splitlines()) <= 2
     assert not (tmp_path / "x.png").exists()
+
+
+def test_library_errors_give_python_advice_and_the_cli_gives_its_options(tmp_path, capsys):
+    """A library user reads what to pass (max_pixels=...); the command line names its option."""
+    import numpy as np
+    import pytest as _pytest
+    from PIL import Image
+
+    from tcmcodec import encode
+    from tcmcodec.cli import main
+    from tcmcodec.errors import ImageError
+
+    rgb = np.zeros((64, 64, 3), np.uint8)
+    with _pytest.raises(ImageError) as caught:
+        encode(rgb, None, 10, max_pixels=100)
+    assert "max_pixels" in str(caught.value) and "--max-pixels" not in str(caught.value)
+    src = tmp_path / "x.png"
+    Image.fromarray(rgb).save(src)
+    assert main(["encode", str(src), str(tmp_path / "x.tcm"), "--max-pixels", "100"]) == 1
+    err = capsys.readouterr().err.strip()
+    assert err.endswith("raise it with --max-pixels") and "max_pixels" not in err.replace("--max-pixels", "")

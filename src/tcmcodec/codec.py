@@ -261,16 +261,16 @@ def _model_for(stream: container.TcmStream, model: ModelLike) -> TCM:
             entry = zoo.get_entry(stream.model_name)
         except ModelNotFoundError:
             raise ModelMismatchError(
-                f"this file was coded with {needed}, which is not bundled; decode it with "
-                "--checkpoint PATH (model=...) of those weights"
-            ) from None
+                f"this file was coded with {needed}, which is not bundled",
+                python_hint="decode it with model=PATH, a checkpoint of those weights",
+                cli_hint="decode it with --checkpoint PATH of those weights") from None
         net = load_model(entry.name)
         if net.weights_hash != stream.weights_hash:
             raise ModelMismatchError(
                 f"this file was coded with {needed}, but the installed {entry.name} has other "
-                f"weights ({net.weights_hash}); decode it with --checkpoint PATH (model=...) "
-                f"of weights {stream.weights_hash}"
-            )
+                f"weights ({net.weights_hash})",
+                python_hint=f"decode it with model=PATH, a checkpoint of weights {stream.weights_hash}",
+                cli_hint=f"decode it with --checkpoint PATH of weights {stream.weights_hash}")
         return net
     net = resolve_model(model)
     if net.weights_hash != stream.weights_hash:

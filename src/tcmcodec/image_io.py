@@ -103,9 +103,8 @@ def _mp(pixels: int) -> str:
 def _check_limit(width: int, height: int, max_pixels: int | None) -> None:
     if max_pixels is not None and width * height > max_pixels:
         raise ImageError(
-            f"image is {width}x{height} ({_mp(width * height)}), above the limit of "
-            f"{_mp(max_pixels)}; raise it with --max-pixels"
-        )
+            f"image is {width}x{height} ({_mp(width * height)}), above the limit of {_mp(max_pixels)}",
+            python_hint="pass a larger max_pixels (None: no limit)", cli_hint="raise it with --max-pixels")
 
 
 # --------------------------------------------------------------------------- loading
@@ -161,7 +160,8 @@ def _from_path(path: Path, max_pixels: int | None) -> LoadedImage:
             except FileNotFoundError:
                 raise
             except Image.DecompressionBombError as exc:
-                raise ImageError(f"image {path} is too large: {exc}; raise the limit with --max-pixels") from None
+                raise ImageError(f"image {path} is too large: {exc}", python_hint="pass a larger max_pixels",
+                                 cli_hint="raise the limit with --max-pixels") from None
             except (UnidentifiedImageError, OSError, SyntaxError, ValueError, EOFError,
                     struct.error, IndexError, TypeError, KeyError, ZeroDivisionError) as exc:
                 raise ImageError(f"cannot read image {path}: {_reason(exc)}") from None

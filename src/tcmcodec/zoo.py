@@ -95,7 +95,8 @@ def get_entry(name: str) -> ZooEntry:
         if entry.name == name:
             return entry
     known = ", ".join(e.name for e in ENTRIES)
-    raise ModelNotFoundError(f"unknown model {name!r}; known models: {known} (or give --checkpoint PATH)")
+    raise ModelNotFoundError(f"unknown model {name!r}; known models: {known}",
+                             python_hint="or pass a checkpoint path", cli_hint="or give --checkpoint PATH")
 
 
 def default_entry() -> ZooEntry:

@@ -81,7 +81,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         return int(args._run(args) or 0)
     except TcmError as exc:
-        print(f"tcm {args.command}: error: {exc}", file=sys.stderr)
+        print(f"tcm {args.command}: error: {exc.cli_message()}", file=sys.stderr)
         return 1
     except ModuleNotFoundError as exc:
         root = (exc.name or "").split(".")[0]

@@ -68,7 +68,7 @@ def run(args: argparse.Namespace) -> int:
         try:
             stream = read_stream(data, max_pixels=limit)
         except TcmError as exc:
-            raise type(exc)(f"{src}: {exc}") from None
+            raise type(exc)(f"{src}: {exc.message}", python_hint=exc.python_hint, cli_hint=exc.cli_hint) from None
         image = decode_stream(stream, model)
         png = dst.suffix.lower() == ".png"
         save_image(image, dst, **({"compress_level": args.png_compression} if png else {}))

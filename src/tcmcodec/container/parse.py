@@ -128,8 +128,8 @@ def parse(data: bytes | bytearray | memoryview, *, max_pixels: int | None = None
     if max_pixels is not None and width * height > max_pixels:
         raise FormatError(
             f"the stream declares a {width}x{height} image ({_mp(width * height)}), above the "
-            f"limit of {_mp(max_pixels)}; raise it with --max-pixels"
-        )
+            f"limit of {_mp(max_pixels)}", python_hint="pass a larger max_pixels (None: no limit)",
+            cli_hint="raise it with --max-pixels")
     return stream
 
 

@@ -5,10 +5,12 @@ from __future__ import annotations
 
 from argparse import ArgumentTypeError
 from dataclasses import MISSING, dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from tcmcodec.errors import TcmError
-from tcmcodec.train.losses import Metric
+
+if TYPE_CHECKING:  # the losses need pytorch_msssim (the train extra); `tcm train --help` does not
+    from tcmcodec.train.losses import Metric
 
 #: the rate-distortion trade-off of a fixed-rate model when none is given
 DEFAULT_LAMBDA = 0.013
