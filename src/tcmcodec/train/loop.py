@@ -25,22 +25,21 @@ import torch.distributed as dist
 from torch import nn
 from torch.utils.data import DataLoader
 
-from tcmcodec.checkpoints import extract_state_dict, is_stored, load_learned_state, read_checkpoint
 from tcmcodec.config import TCMConfig, get_preset
-from tcmcodec.layers.gain import resample_log_gains
 from tcmcodec.model import TCM
 from tcmcodec.runtime import native_bfloat16
+from tcmcodec.train.checkpointing import checkpoint_payload, load_initial_weights, restore_run
 from tcmcodec.train.data import (RandomCropDataset, StepSampler, count_smaller_than, list_images, load_validation,
                                   split_holdout)
 from tcmcodec.train.distributed import distributed_setup
 from tcmcodec.train.ema import WeightAverage
 from tcmcodec.train.losses import LevelBalancer, rate_distortion_loss
 from tcmcodec.train.metrics_log import MetricsLog
-from tcmcodec.train.run_state import BEST, CHECKPOINT_FORMAT, LATEST, atomic_save, rng_state, set_rng_state
+from tcmcodec.train.run_state import BEST, LATEST, atomic_save
 from tcmcodec.train.stopping import StopSignals
 from tcmcodec.train.validation import validate_levels
-from tcmcodec.train.settings import (DEFAULT_LAMBDA, DEFAULT_LR, GEOMEAN_LOSS, MAX_BAD_STEPS, PATCH_MULTIPLE, TrainingError,
-                                     TrainSettings)
+from tcmcodec.train.settings import (DEFAULT_LAMBDA, DEFAULT_LR, GEOMEAN_LOSS, MAX_BAD_STEPS, PATCH_MULTIPLE,
+                                     TrainingError, TrainSettings)
 
 
 
@@ -177,53 +176,10 @@ class Trainer:
 
     # -------------------------------------------------------------- checkpoints
     def _load_init(self, path: str) -> None:
-        """Start from the weights of ``path`` where names and shapes match (fine-tuning).
-
-        Gain vectors of a variable-rate checkpoint trained for other lambdas are resampled
-        onto this run's lambdas (:func:`resample_log_gains`), so a model can be given
-        more rate levels without starting over.
-        """
-        data = read_checkpoint(path)
-        state = extract_state_dict(data)
-        own = {k: v for k, v in self.model.state_dict().items() if is_stored(k)}
-        source_config = data.get("config")
-        source_lambdas = tuple(source_config.get("rate_lambdas", ())) if isinstance(source_config, dict) else ()
-        if source_lambdas and self.config.variable_rate and source_lambdas != self.config.rate_lambdas:
-            for key in [k for k in state if k.endswith(".log_gain") and k in own]:
-                state[key] = resample_log_gains(state[key].float(), source_lambdas, self.config.rate_lambdas)
-        usable = {k: v.float() for k, v in state.items() if k in own and own[k].shape == v.shape}
-        skipped = [k for k in own if k not in usable]
-        nn.Module.load_state_dict(self.model, usable, strict=False)
-        if self.rank == 0 and skipped:
-            warnings.warn(f"--init: {len(skipped)} tensors not in {path} were left as initialised")
+        load_initial_weights(self, path)
 
     def checkpoint(self) -> dict[str, Any]:
-        rng = rng_state()
-        if self.world > 1:
-            states: list[Any] = [None] * self.world
-            dist.all_gather_object(states, rng)
-            rng = {"per_rank": states}
-        payload: dict[str, Any] = {
-            "format": CHECKPOINT_FORMAT,
-            "state_dict": self.model.state_dict(),
-            "config": self.config.to_dict(),
-            "settings": dataclasses.asdict(self.s),
-            "step": self.step,
-            "optimizer": self.optimizer.state_dict(),
-            "aux_optimizer": self.aux_optimizer.state_dict(),
-            "scheduler": self.scheduler.state_dict(),
-            "rng": rng,
-            "best_loss": self.best_loss,
-            "best_criterion": self._selection_key(),
-            "world_size": self.world,
-        }
-        if self.average is not None:
-            self.average.sync_buffers(self.model)
-            payload["ema"] = {"decay": self.average.decay, "updates": self.average.updates}
-            payload["ema_state_dict"] = self.average.model.state_dict()
-        if self.balancer is not None:
-            payload["balancer"] = self.balancer.state_dict()
-        return payload
+        return checkpoint_payload(self)
 
     def save(self, best: bool = False) -> None:
         payload = self.checkpoint()  # collective under DDP: every rank calls it
@@ -234,32 +190,7 @@ class Trainer:
             atomic_save(payload, self.out / BEST)
 
     def _resume(self, path: Path) -> None:
-        data = torch.load(path, map_location="cpu", weights_only=True)
-        if data.get("format") != CHECKPOINT_FORMAT:
-            raise TrainingError(f"{path} is not a tcmcodec training checkpoint")
-        if TCMConfig.from_dict(data["config"]).replace(name=self.config.name) != self.config:
-            raise TrainingError(f"{path} was trained with another model config; use another --out")
-        load_learned_state(self.model, data["state_dict"])
-        if self.average is not None:
-            if "ema_state_dict" in data:
-                self.average.restore(data["ema_state_dict"], data["ema"]["updates"])
-            else:  # a run from before the average (or with it off): start it from here
-                self.average = WeightAverage(self.model, self.s.ema_decay)
-        self.optimizer.load_state_dict(data["optimizer"])
-        self.aux_optimizer.load_state_dict(data["aux_optimizer"])
-        self.scheduler.load_state_dict(data["scheduler"])
-        self.step = int(data["step"])
-        if self.balancer is not None and "balancer" in data:
-            self.balancer.load_state_dict(data["balancer"])
-        self._apply_schedule_from_settings()
-        # a run resumed with(out) --balance-levels compares another number: start its best over
-        same = data.get("best_criterion", "loss") == self._selection_key()
-        self.best_loss = float(data["best_loss"]) if same else math.inf
-        rng = data["rng"]
-        if "per_rank" in rng:
-            states = rng["per_rank"]
-            rng = states[self.rank] if self.rank < len(states) else states[0]
-        set_rng_state(rng)
+        restore_run(self, path)
 
     def _apply_schedule_from_settings(self) -> None:
         """After a resume, the command line's milestones and gamma (and --lr, when given)
