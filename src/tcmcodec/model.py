@@ -20,10 +20,7 @@ the float numerics of :mod:`tcmcodec.exact`), which differ only in how a slice i
 
 from __future__ import annotations
 
-import contextlib
-import threading
-from concurrent.futures import ThreadPoolExecutor
-from typing import Callable, Protocol, TypeVar
+from typing import Protocol
 
 import torch
 from torch import Tensor, nn
@@ -33,49 +30,15 @@ from tcmcodec.coding.latent_coder import CodingTables
 from tcmcodec.coding.tables import scale_table
 from tcmcodec.config import LATENT_STRIDE, TCMConfig
 from tcmcodec.entropy_models import EntropyBottleneck, GaussianConditional, quantize_ste
-from tcmcodec.exact.mode import ExactArithmetic, exact_arithmetic_active
 from tcmcodec.layers import SWAtten, tcm_stage
 from tcmcodec.layers.gain import GainUnits
 from tcmcodec.layers.pointwise import use_pointwise_matmul
+from tcmcodec.branches import run_branches
 from tcmcodec.layers.residual import ResidualBlockUpsample, ResidualBlockWithStride, conv3x3, subpel_conv3x3
 from tcmcodec.tiling import TilePlan, tiled_apply
 
 #: a rate level: a float in [0, levels - 1] or a (B,) tensor of them; None for fixed-rate models
 Rate = Tensor | float | None
-
-
-A = TypeVar("A")
-B = TypeVar("B")
-_branch_pool: ThreadPoolExecutor | None = None
-_branch_pool_lock = threading.Lock()
-
-
-def _single_threaded(fn: Callable[[], B], inference: bool, exact: bool) -> B:
-    torch.set_num_threads(1)  # this worker's own OpenMP setting
-    # grad and inference modes and torch function modes are thread-local: carry the caller's over
-    numerics = ExactArithmetic(switch_cudnn=False) if exact else contextlib.nullcontext()
-    with torch.inference_mode(inference), torch.no_grad(), numerics:
-        return fn()
-
-
-def run_branches(first: Callable[[], A], second: Callable[[], B], parallel: bool) -> tuple[A, B]:
-    """Evaluate two independent branches, on two cores when ``parallel``.
-
-    Each branch runs with one intra-op thread (the caller is inside
-    ``latent_coder.fixed_threads(1)``), so the results are bit-identical to running them
-    one after the other, whatever the machine's thread count; only the wall time drops.
-    A caller inside :class:`ExactArithmetic` gets the second branch computed under it too.
-    """
-    if not parallel or torch.is_grad_enabled():
-        return first(), second()
-    global _branch_pool
-    with _branch_pool_lock:
-        if _branch_pool is None:
-            _branch_pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="tcm-branch")
-    future = _branch_pool.submit(_single_threaded, second, torch.is_inference_mode_enabled(),
-                                 exact_arithmetic_active())
-    a = first()
-    return a, future.result()
 
 
 def _context_stack(in_channels: int, widths: tuple[int, int], out_channels: int) -> nn.Sequential:
