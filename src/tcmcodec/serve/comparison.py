@@ -87,10 +87,11 @@ def check_tcm_header(data: bytes, max_pixels: int) -> None:
 
 def read_upload(data: bytes, max_pixels: int) -> np.ndarray:
     """The uploaded image as (H, W, 3) uint8, EXIF orientation applied; alpha is dropped (the
-    page compares colours). Raises :class:`JobFailed` with a message for the page."""
+    page compares colours). Its header passed :func:`check_image_header` when it was
+    uploaded; the pixel limit is checked again by ``load_image``. Raises :class:`JobFailed`
+    with a message for the page."""
     from tcmcodec.image_io import load_image
 
-    check_image_header(data, max_pixels)
     try:
         with Image.open(io.BytesIO(data)) as opened:
             return load_image(ImageOps.exif_transpose(opened), max_pixels=max_pixels).rgb
@@ -185,8 +186,7 @@ def decoding(upload: bytes, max_pixels: int) -> Callable[[Progress], tuple[dict[
         from tcmcodec.stream_info import describe
 
         progress("reading the header", 0.05)
-        check_tcm_header(upload, max_pixels)
-        info = describe(upload)
+        info = describe(upload)  # checked by check_tcm_header when it was uploaded
         try:
             progress("decoding", 0.2)
             start = time.perf_counter()
