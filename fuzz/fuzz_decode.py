@@ -11,6 +11,9 @@ bounded work. Decoding must end in an image or a :class:`tcmcodec.TcmError`; any
     python fuzz/fuzz_decode.py --make-corpus fuzz/corpus     # rebuild the seed files
     TCMCODEC_FUZZ_MEMORY_EVERY=10000 python fuzz/fuzz_decode.py ...  # log memory every 10000 inputs
 
+``fuzz/corpus/regression-*.bin`` are inputs that once failed; they stay in the seed corpus, so
+every run (and tests/test_fuzz.py) decodes them again.
+
 Coverage is collected on the modules that read the file's bytes (:data:`INSTRUMENTED`).
 """
 
