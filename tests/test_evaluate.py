@@ -332,6 +332,30 @@ def test_every_registry_codec_round_trips_and_records_settings(name):
     assert s["codec"] == name and "chroma_subsampling" in s and 6 <= len(codec.default_qualities) <= 9
 
 
+@pytest.mark.parametrize("name", ["jpeg", "webp", "avif", "jxl", "jpeg2000"])
+def test_recorded_settings_are_the_options_pillow_is_given(name, monkeypatch):
+    """The results record what the encoder was asked for: each recorded option of a Pillow codec
+    is the value passed to ``Image.save``, and the quality enters the save options."""
+    from PIL import Image as PilImage
+
+    from tcmcodec.evaluate.classical import PillowCodec
+
+    codec = get_codec(name)
+    assert isinstance(codec, PillowCodec)
+    if not codec.available():
+        pytest.skip(codec.unavailable_reason())
+    calls = []
+    monkeypatch.setattr(PilImage.Image, "save", lambda self, fp, fmt=None, **options: calls.append((fmt, options)))
+    codec.encode(_synthetic(16, 16, 3), codec.default_qualities[2])
+    (fmt, options), = calls
+    assert fmt == codec.format.pil_format
+    settings = codec.settings
+    for key, option in codec.format.recorded_options.items():
+        assert settings[key] == options[option], key
+    assert set(codec.format.quality_options(codec.default_qualities[2])) <= set(options)
+    assert codec.description.startswith(codec.label + " (")
+
+
 class _FakeTcmApi:
     """Stands in for tcmcodec.encode/decode/zoo: JPEG underneath, records the calls."""
 
