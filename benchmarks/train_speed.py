@@ -26,10 +26,10 @@ torch.set_num_threads({threads})
 from tcmcodec.config import PRESETS
 from tcmcodec.model import TCM
 from tcmcodec.train.losses import rate_distortion_loss
-from tcmcodec.train.loop import _split_parameters
-try:  # the trainer's optimiser (fused Adam where available)
-    from tcmcodec.train.loop import _adam
+try:  # the trainer's optimisers (fused Adam where available)
+    from tcmcodec.train.optimizers import adam as _adam, split_parameters as _split_parameters
 except ImportError:  # older versions of the package, for before/after comparisons
+    from tcmcodec.train.loop import _split_parameters
     _adam = lambda params, lr: torch.optim.Adam(params, lr)
 torch.manual_seed(0)
 cfg = PRESETS["{model}"]

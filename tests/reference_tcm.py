@@ -12,7 +12,6 @@ the optimised model against it.
 from __future__ import annotations
 
 import contextlib
-import copy
 
 import torch
 import torch.nn.functional as F

@@ -22,7 +22,6 @@ import dataclasses
 import json
 import os
 import subprocess
-import sys
 import textwrap
 import time
 

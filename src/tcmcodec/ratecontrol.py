@@ -36,7 +36,6 @@ from tcmcodec.codec import EncodeResult, ModelLike, decode_stream, resolve_model
 from tcmcodec.container import parse
 from tcmcodec.errors import TcmError
 from tcmcodec.image_io import DEFAULT_MAX_PIXELS, LoadedImage
-from tcmcodec.model import TCM
 
 #: bits per byte, for bpp <-> bytes
 _BITS = 8

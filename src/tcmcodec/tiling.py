@@ -18,7 +18,6 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Callable
 
-import torch
 from torch import Tensor
 
 from tcmcodec.runtime import release_free_memory

@@ -119,7 +119,7 @@ class Curve:
 
     @classmethod
     def from_file(cls, path: str | os.PathLike, kind: str = "reference") -> "Curve":
-        from tcmcodec.evaluate.runner import load_results
+        from tcmcodec.evaluate.results_file import load_results
 
         return cls.from_results(load_results(path), kind=kind, source=str(Path(path)))
 

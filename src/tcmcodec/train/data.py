@@ -16,7 +16,7 @@ from typing import Sequence
 
 import numpy as np
 import torch
-from PIL import Image, ImageFile
+from PIL import Image
 from torch.utils.data import Dataset
 
 from tcmcodec import image_io
