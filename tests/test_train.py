@@ -134,9 +134,11 @@ def test_warmup_scales_the_first_updates_and_leaves_the_schedule_alone(image_fol
 
 
 @pytest.mark.skipif(not native_bfloat16("cpu"), reason="this CPU has no bfloat16 units")
-def test_amp_bf16_trains_the_transforms_in_bfloat16_and_validates_in_float32(image_folder, tmp_path):
-    trainer = Trainer(_settings(image_folder, tmp_path / "amp", amp="bf16", val=str(image_folder / "a")))
+@pytest.mark.parametrize("amp, entropy_dtype", [("bf16", torch.bfloat16), ("bf16-transforms", None)])
+def test_amp_bf16_trains_in_bfloat16_and_validates_in_float32(image_folder, tmp_path, amp, entropy_dtype):
+    trainer = Trainer(_settings(image_folder, tmp_path / "amp", amp=amp, val=str(image_folder / "a")))
     assert trainer.model.transform_dtype == torch.bfloat16
+    assert trainer.model.entropy_dtype == entropy_dtype
     assert trainer.train_step(torch.rand(2, 3, 64, 64)) is not None
     # channels-last activations leave the parameters' layout, and so fused Adam's, alone
     assert all(p.grad is None or p.grad.is_contiguous() for p in trainer.model.parameters())
@@ -145,6 +147,34 @@ def test_amp_bf16_trains_the_transforms_in_bfloat16_and_validates_in_float32(ima
     plain.average.model.load_state_dict(trainer.average.model.state_dict())
     assert trainer.validate() == plain.validate()  # float32 either way
     assert trainer.average.model.transform_dtype == torch.bfloat16  # and set back afterwards
+
+
+def test_bf16_entropy_networks_keep_means_scales_and_likelihoods_float32_and_never_code(tiny_vr_model):
+    """With ``entropy_dtype`` the entropy-parameter networks compute in bfloat16 in training
+    mode, while everything the loss and the coder see stays float32; in eval mode (coding,
+    validation) it changes nothing: the same bytes."""
+    import copy
+
+    import tcmcodec
+
+    model = copy.deepcopy(tiny_vr_model)
+    image = (np.random.default_rng(1).random((64, 64, 3)) * 255).astype(np.uint8)
+    plain_bytes = tcmcodec.encode(image, model=model, quality=50)
+    model.entropy_dtype = torch.bfloat16
+    seen: dict[str, torch.dtype] = {}
+    hooks = [module.register_forward_hook(lambda m, i, o, name=name: seen.__setitem__(name, o.dtype))
+             for name, module in [("h_a", model.h_a), ("h_mean_s", model.h_mean_s),
+                                  ("cc_scale", model.cc_scale_transforms[0]), ("lrp", model.lrp_transforms[0])]]
+    model.train()
+    out = model(torch.rand(2, 3, 64, 64), torch.tensor([0.0, 2.0]))
+    for hook in hooks:
+        hook.remove()
+    assert seen == {"h_a": torch.bfloat16, "h_mean_s": torch.bfloat16, "cc_scale": torch.bfloat16,
+                    "lrp": torch.bfloat16}
+    assert out["x_hat"].dtype == out["likelihoods"]["y"].dtype == out["likelihoods"]["z"].dtype == torch.float32
+    (out["likelihoods"]["y"].log().sum() + out["x_hat"].sum()).backward()
+    assert all(torch.isfinite(p.grad).all() for p in model.parameters() if p.grad is not None)
+    assert tcmcodec.encode(image, model=model, quality=50) == plain_bytes
 
 
 def test_checkpoint_holds_everything_needed_and_loads_safely(image_folder, tmp_path):

@@ -20,6 +20,7 @@ the float numerics of :mod:`tcmcodec.exact`), which differ only in how a slice i
 
 from __future__ import annotations
 
+import contextlib
 from typing import Protocol
 
 import torch
@@ -34,21 +35,13 @@ from tcmcodec.layers import SWAtten, tcm_stage
 from tcmcodec.layers.gain import GainUnits
 from tcmcodec.layers.pointwise import use_pointwise_matmul
 from tcmcodec.branches import run_branches
-from tcmcodec.layers.residual import ResidualBlockUpsample, ResidualBlockWithStride, conv3x3, subpel_conv3x3
+from tcmcodec.layers.precision import reduced_precision, run_transform
+from tcmcodec.layers.residual import (ResidualBlockUpsample, ResidualBlockWithStride, context_stack, conv3x3,
+                                      subpel_conv3x3)
 from tcmcodec.tiling import TilePlan, tiled_apply
 
 #: a rate level: a float in [0, levels - 1] or a (B,) tensor of them; None for fixed-rate models
 Rate = Tensor | float | None
-
-
-def _context_stack(in_channels: int, widths: tuple[int, int], out_channels: int) -> nn.Sequential:
-    """conv3x3 -> GELU -> conv3x3 -> GELU -> conv3x3 (keys .0 .2 .4), as in the reference."""
-    hidden, second = widths
-    return nn.Sequential(
-        conv3x3(in_channels, hidden), nn.GELU(),
-        conv3x3(hidden, second), nn.GELU(),
-        conv3x3(second, out_channels),
-    )
 
 
 class SliceQuantizer(Protocol):
@@ -110,13 +103,13 @@ class TCM(nn.Module):
             nn.Sequential(SWAtten(cfg.context_channels(i), **swatten)) for i in range(S)
         )
         self.cc_mean_transforms = nn.ModuleList(
-            _context_stack(cfg.context_channels(i), cfg.context_widths, K) for i in range(S)
+            context_stack(cfg.context_channels(i), cfg.context_widths, K) for i in range(S)
         )
         self.cc_scale_transforms = nn.ModuleList(
-            _context_stack(cfg.context_channels(i), cfg.context_widths, K) for i in range(S)
+            context_stack(cfg.context_channels(i), cfg.context_widths, K) for i in range(S)
         )
         self.lrp_transforms = nn.ModuleList(
-            _context_stack(cfg.context_channels(i) + K, cfg.context_widths, K) for i in range(S)
+            context_stack(cfg.context_channels(i) + K, cfg.context_widths, K) for i in range(S)
         )
         self.entropy_bottleneck = EntropyBottleneck(cfg.hyper_channels)
         self.gaussian_conditional = GaussianConditional()
@@ -148,6 +141,10 @@ class TCM(nn.Module):
         #: reduced-precision compute (e.g. torch.bfloat16) for the inner layers of g_a and
         #: g_s, a training option (``tcm train --amp bf16``); None: float32 throughout
         self.transform_dtype: torch.dtype | None = None
+        #: reduced-precision compute for the entropy-parameter networks (h_a, h_s, SWAtten,
+        #: the slice transforms) in training mode only (``tcm train --amp bf16-all``); the
+        #: means, scales, likelihoods and ŷ stay float32, and coding never uses it
+        self.entropy_dtype: torch.dtype | None = None
 
     def _hyper_synthesis(self) -> nn.Sequential:
         cfg = self.config
@@ -227,14 +224,15 @@ class TCM(nn.Module):
         if tiling is not None and tiling.applies(*x.shape[-2:]):
             self._check_plan(tiling)
             return tiled_apply(self.g_a, x, tiling.tile, tiling.halo, 1 / LATENT_STRIDE)
-        return self._transform(self.g_a, x, precise_first=False)
+        return run_transform(self.g_a, x, self.transform_dtype, full_precision=len(self.g_a) - 1)
 
     def latents(self, y: Tensor, rate: Rate = None) -> tuple[Tensor, Tensor]:
         """What :meth:`analysis` returns, from g_a's output y: y gained for ``rate`` and
         z = h_a(y) gained (B, hyper, H/64, W/64)."""
         if rate is not None:
             y = self.gain_y(y, rate)
-        z = self.h_a(y)
+        with self._entropy_precision(y):
+            z = self._full_precision(self.h_a(y))
         if rate is not None:
             z = self.gain_z(z, rate)
         return y, z
@@ -248,34 +246,24 @@ class TCM(nn.Module):
             self._check_plan(tiling)
             return tiled_apply(self.g_s, y_hat, tiling.tile // LATENT_STRIDE,
                                tiling.halo // LATENT_STRIDE, LATENT_STRIDE)
-        return self._transform(self.g_s, y_hat, precise_first=True)
-
-    def _transform(self, layers: nn.Sequential, x: Tensor, precise_first: bool) -> Tensor:
-        """Run g_a (``precise_first=False``) or g_s (True), with :attr:`transform_dtype`:
-        the layers under autocast to that type except the one next to the latent (g_a's
-        last, g_s's first), which stays float32: y and ŷ are quantized with a step of
-        1/gain, finer than bfloat16's 8 bits resolve at the top rates. The output is float32.
-
-        On the CPU the activations after the first layer are channels-last, which oneDNN's
-        bfloat16 kernels prefer (a tcm-cpu-wide training step 1.2x faster than bfloat16
-        alone); the parameters keep their layout, and the output is contiguous again.
-        """
-        if self.transform_dtype is None:
-            return layers(x)
-        outer = 0 if precise_first else len(layers) - 1
-        layout = torch.channels_last if x.device.type == "cpu" else torch.contiguous_format
-        for index, layer in enumerate(layers):
-            with torch.autocast(x.device.type, dtype=self.transform_dtype, enabled=index != outer):
-                x = layer(x.float() if index == outer else x)
-            if index == 0:
-                x = x.contiguous(memory_format=layout)
-        return x.float().contiguous()
+        return run_transform(self.g_s, y_hat, self.transform_dtype, full_precision=0)
 
     def hyper_parameters(self, z_hat: Tensor, rate: Rate = None, parallel: bool = False) -> tuple[Tensor, Tensor]:
         """Hyper means and scales (B, M, 4h, 4w) from ẑ (B, hyper, h, w)."""
         if rate is not None:
             z_hat = self.inverse_gain_z(z_hat, rate)
+        if self.training and self.entropy_dtype is not None:
+            with self._entropy_precision(z_hat):
+                return self.h_mean_s(z_hat).float(), self.h_scale_s(z_hat).float()
         return run_branches(lambda: self.h_mean_s(z_hat), lambda: self.h_scale_s(z_hat), parallel)
+
+    def _entropy_precision(self, x: Tensor) -> contextlib.AbstractContextManager:
+        """Autocast to :attr:`entropy_dtype` in training mode, else nothing."""
+        return reduced_precision(x.device.type, self.entropy_dtype if self.training else None)
+
+    def _full_precision(self, x: Tensor) -> Tensor:
+        """``x`` in float32 where :meth:`_entropy_precision` reduced it, else unchanged."""
+        return x.float() if self.training and self.entropy_dtype is not None else x
 
     def _slice_loop(self, latent_means: Tensor, latent_scales: Tensor, quantize: SliceQuantizer,
                     parallel: bool = False) -> Tensor:
@@ -298,9 +286,11 @@ class TCM(nn.Module):
             def scale_branch() -> Tensor:
                 return self.cc_scale_transforms[i](self.atten_scale[i](torch.cat([latent_scales, *support], dim=1)))
 
-            (mean_support, mean), scale = run_branches(mean_branch, scale_branch, parallel)
-            y_hat_slice = quantize(i, mean, scale)
-            residual = self.lrp_transforms[i](torch.cat([mean_support, y_hat_slice], dim=1))
+            with self._entropy_precision(latent_means):
+                (mean_support, mean), scale = run_branches(mean_branch, scale_branch, parallel)
+            y_hat_slice = quantize(i, self._full_precision(mean), self._full_precision(scale))
+            with self._entropy_precision(latent_means):
+                residual = self._full_precision(self.lrp_transforms[i](torch.cat([mean_support, y_hat_slice], dim=1)))
             decoded.append(y_hat_slice + cfg.lrp_scale * torch.tanh(residual))
         return torch.cat(decoded, dim=1)
 

@@ -136,3 +136,4 @@ def native_bfloat16(device: torch.device | str) -> bool:
         return bool(torch.backends.mkldnn.is_available() and torch.ops.mkldnn._is_mkldnn_bf16_supported())
     except (AttributeError, RuntimeError):  # an older or different build: no way to tell
         return False
+

@@ -127,3 +127,14 @@ class GatedAttention(nn.Module):
         out = self.conv_a(x) * torch.sigmoid(self.conv_b(x))
         out += x
         return out
+
+
+def context_stack(in_channels: int, widths: tuple[int, int], out_channels: int) -> nn.Sequential:
+    """conv3x3 -> GELU -> conv3x3 -> GELU -> conv3x3 (keys .0 .2 .4): TCM's slice mean, scale
+    and latent-residual transforms, as in the reference."""
+    hidden, second = widths
+    return nn.Sequential(
+        conv3x3(in_channels, hidden), nn.GELU(),
+        conv3x3(hidden, second), nn.GELU(),
+        conv3x3(second, out_channels),
+    )

@@ -39,7 +39,7 @@ from tcmcodec.train.optimizers import adam, split_parameters, step_scaled
 from tcmcodec.train.run_state import BEST, LATEST, atomic_save
 from tcmcodec.train.stopping import StopSignals
 from tcmcodec.train.validation import validate_levels
-from tcmcodec.train.settings import (DEFAULT_LAMBDA, DEFAULT_LR, GEOMEAN_LOSS, MAX_BAD_STEPS, PATCH_MULTIPLE,
+from tcmcodec.train.settings import (AMP_MODES, DEFAULT_LAMBDA, DEFAULT_LR, GEOMEAN_LOSS, MAX_BAD_STEPS, PATCH_MULTIPLE,
                                      TrainingError, TrainSettings)
 
 
@@ -61,10 +61,10 @@ class Trainer:
         if self.device.type == "cuda":
             torch.cuda.set_device(self.device)
             torch.backends.cudnn.benchmark = True  # crops have one size: pick the fastest kernels once
-        if settings.amp not in (None, "bf16"):
-            raise TrainingError(f"--amp {settings.amp} is not supported; use --amp bf16")
+        if settings.amp not in (None, *AMP_MODES):
+            raise TrainingError(f"--amp {settings.amp} is not supported; use one of {', '.join(AMP_MODES)}")
         if settings.amp and not native_bfloat16(self.device):
-            raise TrainingError(f"--amp bf16: {self.device} has no bfloat16 units (CPUs need AVX512-BF16 "
+            raise TrainingError(f"--amp {settings.amp}: {self.device} has no bfloat16 units (CPUs need AVX512-BF16 "
                                 "or AMX), so it would be slower; drop --amp")
         self.out = Path(settings.out)
         if self.rank == 0:
@@ -103,8 +103,11 @@ class Trainer:
 
         torch.manual_seed(settings.seed)
         self.model = TCM(self.config).to(self.device)
-        if settings.amp == "bf16":
+        reduced = AMP_MODES.get(settings.amp or "", ())
+        if "transforms" in reduced:
             self.model.transform_dtype = torch.bfloat16
+        if "entropy" in reduced:
+            self.model.entropy_dtype = torch.bfloat16
         if settings.init:
             self._load_init(settings.init)
         main_params, aux_params = split_parameters(self.model)

@@ -38,6 +38,10 @@ def _lambda_list(text: str) -> tuple[float, ...]:
         raise ArgumentTypeError(f"expected comma-separated numbers such as 0.0025,0.013,0.05, got {text!r}") from None
 
 
+#: --amp modes: which parts compute in bfloat16 (g_a/g_s inner layers, entropy-parameter networks)
+AMP_MODES = {"bf16": ("transforms", "entropy"), "bf16-transforms": ("transforms",)}
+
+
 def option(default: Any = MISSING, help: str = "", **cli: Any) -> Any:
     """A :class:`TrainSettings` field with its ``tcm train`` option: ``help`` and argparse
     settings (``type``, ``metavar``, ``choices``, ``nargs``; ``flag`` to name the option
@@ -86,9 +90,10 @@ class TrainSettings:
     resume: bool = option(False, "continue from OUT/checkpoint-latest.pth.tar")
     init: str | None = option(None, "start from these weights (fine-tuning)", metavar="CKPT")
     device: str | None = option(None, "cpu, cuda, cuda:1 ... (default: cuda if present)")
-    amp: str | None = option(None, "bfloat16 compute in the inner layers of g_a and g_s (CUDA, or a CPU with "
-                             "AVX512-BF16/AMX: 1.4-1.7x faster steps measured on a Xeon with AMX); validation "
-                             "stays float32", choices=["bf16"])
+    amp: str | None = option(None, "bfloat16 compute where the hardware has it (CUDA, or a CPU with AVX512-BF16 "
+                             "or AMX): bf16 = the inner layers of g_a and g_s and the entropy-parameter "
+                             "networks (likelihoods, means, scales and the loss stay float32); bf16-transforms "
+                             "= g_a and g_s only; validation stays float32", choices=list(AMP_MODES))
     threads: int | None = option(None, "torch CPU threads", type=int)
     progress: bool = option(True, "show a progress bar")
     max_level: float | None = option(None, "variable-rate models: train only rate levels up to this one",
