@@ -33,9 +33,8 @@ Design choices (see the functions for details):
 * **JPEG and alpha** -- saving an RGBA/LA image as JPEG (or any format that
   cannot store it) raises :class:`ImageError` suggesting PNG/WebP/TIFF; the
   alpha is never dropped silently.  Call ``image.convert("RGB")`` to drop it.
-* **Atomic writes** -- output goes to a temporary file in the target's
-  directory which is then ``os.replace``-d over the target; on any failure the
-  target is untouched and the temporary file is removed.
+* **Atomic writes** -- :mod:`tcmcodec.atomic_files`: the target is the old file
+  or the complete new one, never a part.
 """
 
 from __future__ import annotations
@@ -55,16 +54,8 @@ from .atomic_files import atomic_write_bytes
 from .errors import ImageError
 
 
-__all__ = [
-    "DEFAULT_MAX_PIXELS",
-    "IMAGE_SUFFIXES",
-    "LoadedImage",
-    "atomic_write_bytes",
-    "list_images",
-    "load_image",
-    "save_image",
-    "to_pil",
-]
+__all__ = ["DEFAULT_MAX_PIXELS", "IMAGE_SUFFIXES", "LoadedImage", "atomic_write_bytes", "list_images", "load_image",
+           "save_image", "to_pil"]
 
 DEFAULT_MAX_PIXELS: int = 2**28
 """Default pixel limit (268.4 MP, e.g. 16384 x 16384).  A 268 MP RGB image is
