@@ -10,9 +10,9 @@ that took the most host and device time in one step, and the number of aten call
     python benchmarks/train_speed.py --models tcm-cpu,tcm-cpu-wide --batch 16 --device cuda --profile
     python benchmarks/train_speed.py --models tcm-cpu-wide --threads 1 --amp none,bf16
 
-``--amp none,bf16-transforms,bf16`` times float32, bfloat16 in g_a and g_s only, and bfloat16 in
-the whole model (what ``tcm train --amp bf16`` runs), one after the other, each in its own
-process; ``bf16-entropy`` runs the entropy-parameter networks alone in bfloat16.
+``--amp none,bf16,bf16-all`` times float32, bfloat16 in g_a and g_s (``tcm train --amp bf16``)
+and bfloat16 in the entropy-parameter networks too (``--amp bf16-all``), one after the other,
+each in its own process; ``bf16-entropy`` runs the entropy-parameter networks alone in bfloat16.
 """
 
 from __future__ import annotations
@@ -39,9 +39,9 @@ device = torch.device("{device}")
 if device.type == "cuda":
     torch.backends.cudnn.benchmark = True  # as tcm train does
 model = TCM(cfg).to(device).train()
-if "{amp}" in ("bf16", "bf16-transforms"):  # g_a and g_s (tcm train --amp bf16-transforms)
+if "{amp}" in ("bf16", "bf16-all"):  # g_a and g_s (tcm train --amp bf16)
     model.transform_dtype = torch.bfloat16
-if "{amp}" == "bf16":  # and the entropy-parameter networks (tcm train --amp bf16)
+if "{amp}" == "bf16-all":  # and the entropy-parameter networks (tcm train --amp bf16-all)
     model.entropy_dtype = torch.bfloat16
 if "{amp}" == "bf16-entropy":  # the entropy-parameter networks alone (for the breakdown)
     model.entropy_dtype = torch.bfloat16
@@ -88,7 +88,7 @@ def main(argv=None) -> int:
     p.add_argument("--threads", default="2")
     p.add_argument("--steps", type=int, default=3)
     p.add_argument("--device", default="cpu", help="cpu or cuda")
-    p.add_argument("--amp", default="none", help="comma-separated: none, bf16-transforms, bf16-entropy, bf16 (tcm train --amp)")
+    p.add_argument("--amp", default="none", help="comma-separated: none, bf16, bf16-all, bf16-entropy (tcm train --amp)")
     p.add_argument("--profile", action="store_true", help="print the ops that took the most time")
     args = p.parse_args(argv)
     print("| model | batch x patch | threads | amp | s/step (median) | patches/s |")

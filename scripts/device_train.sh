@@ -12,7 +12,7 @@
 # TAG-metrics.jsonl and MODEL-TAG.pt (fp16 inference weights of the moving average), cut
 # into MODEL-TAG.pt.part-aa, -ab ... when over the 15 MiB a returned file may have
 # (`cat MODEL-TAG.pt.part-* > MODEL-TAG.pt` here). BENCH_SECONDS (0) > 0 then times a few steps with
-# and without --amp bf16-transforms and bf16 (benchmarks/train_speed.py) into TAG-bench.txt. BALANCE (1; 0: off) trains
+# and without --amp bf16 and bf16-all (benchmarks/train_speed.py) into TAG-bench.txt. BALANCE (1; 0: off) trains
 # with --balance-levels (every rate level's loss weighted alike; docs/training.md).
 # SEED (0) seeds the crop order and rate levels: runs with different TAGs and SEEDs from one INIT
 # are partners for `tcm export A B OUT` (the mean of their weights).
@@ -71,6 +71,6 @@ if [ "$(stat -c %s "$WEIGHTS")" -gt $((15 * 1024 * 1024)) ]; then
 fi
 if [ "$BENCH_SECONDS" -gt 0 ]; then  # after the weights are safe: a failure here costs nothing
   timeout "$BENCH_SECONDS" python3 benchmarks/train_speed.py --models "$MODEL" --device cuda \
-    --batch "$BATCH" --patch "$PATCH" --amp none,bf16-transforms,bf16 --steps 10 > "$OUT/$TAG-bench.txt" 2>&1 || true
+    --batch "$BATCH" --patch "$PATCH" --amp none,bf16,bf16-all --steps 10 > "$OUT/$TAG-bench.txt" 2>&1 || true
 fi
 ls -la "$OUT"

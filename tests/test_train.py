@@ -134,7 +134,7 @@ def test_warmup_scales_the_first_updates_and_leaves_the_schedule_alone(image_fol
 
 
 @pytest.mark.skipif(not native_bfloat16("cpu"), reason="this CPU has no bfloat16 units")
-@pytest.mark.parametrize("amp, entropy_dtype", [("bf16", torch.bfloat16), ("bf16-transforms", None)])
+@pytest.mark.parametrize("amp, entropy_dtype", [("bf16", None), ("bf16-all", torch.bfloat16)])
 def test_amp_bf16_trains_in_bfloat16_and_validates_in_float32(image_folder, tmp_path, amp, entropy_dtype):
     trainer = Trainer(_settings(image_folder, tmp_path / "amp", amp=amp, val=str(image_folder / "a")))
     assert trainer.model.transform_dtype == torch.bfloat16

@@ -39,7 +39,7 @@ def _lambda_list(text: str) -> tuple[float, ...]:
 
 
 #: --amp modes: which parts compute in bfloat16 (g_a/g_s inner layers, entropy-parameter networks)
-AMP_MODES = {"bf16": ("transforms", "entropy"), "bf16-transforms": ("transforms",)}
+AMP_MODES = {"bf16": ("transforms",), "bf16-all": ("transforms", "entropy")}
 
 
 def option(default: Any = MISSING, help: str = "", **cli: Any) -> Any:
@@ -91,9 +91,9 @@ class TrainSettings:
     init: str | None = option(None, "start from these weights (fine-tuning)", metavar="CKPT")
     device: str | None = option(None, "cpu, cuda, cuda:1 ... (default: cuda if present)")
     amp: str | None = option(None, "bfloat16 compute where the hardware has it (CUDA, or a CPU with AVX512-BF16 "
-                             "or AMX): bf16 = the inner layers of g_a and g_s and the entropy-parameter "
-                             "networks (likelihoods, means, scales and the loss stay float32); bf16-transforms "
-                             "= g_a and g_s only; validation stays float32", choices=list(AMP_MODES))
+                             "or AMX): bf16 = the inner layers of g_a and g_s; bf16-all = those and the "
+                             "entropy-parameter networks (likelihoods, means, scales and the loss stay float32); "
+                             "validation stays float32", choices=list(AMP_MODES))
     threads: int | None = option(None, "torch CPU threads", type=int)
     progress: bool = option(True, "show a progress bar")
     max_level: float | None = option(None, "variable-rate models: train only rate levels up to this one",
