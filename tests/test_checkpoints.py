@@ -85,6 +85,59 @@ def test_random_bytes_and_foreign_state_dicts_give_clear_errors(tmp_path):
         tcmcodec.load_model(tmp_path / "missing.pth")
 
 
+#: stored configs that claim far larger models than the tensors beside them
+OVERSIZED_CONFIGS = {
+    "N": dict(N=4096, main_head_dims=[8, 8, 8], hyper_head_dim=8),
+    "M": dict(M=20000),
+    "num_slices": dict(M=40000, num_slices=4000),
+    "mlp_ratio": dict(mlp_ratio=100000),
+    "main_window": dict(main_window=256),
+    "swatten_window": dict(swatten_window=128),
+    "scale_levels": dict(scale_levels=10**8),
+    "rate_lambdas": dict(rate_lambdas=[0.001 * (k + 1) for k in range(50)]),
+}
+
+
+@pytest.mark.parametrize("field", sorted(OVERSIZED_CONFIGS))
+def test_a_config_that_claims_a_larger_model_than_its_weights_is_refused_before_building(
+        tmp_path, tiny_vr_model, field, monkeypatch):
+    """A small file whose config asks for gigabytes (N = 4096, a 256 window, 10**8 scale
+    levels ...) is refused from the shapes alone: no model of that config is ever built."""
+    import tcmcodec.checkpoints as checkpoints
+
+    path, _ = export_weights(tiny_vr_model, tmp_path / "ok.pt")
+    data = torch.load(path, weights_only=True)
+    data["config"] = {**data["config"], **OVERSIZED_CONFIGS[field]}
+    torch.save(data, tmp_path / "evil.pt")
+
+    def no_build(config):
+        raise AssertionError(f"a model of {config} was built")
+
+    monkeypatch.setattr(checkpoints, "TCM", no_build)
+    with pytest.raises(ModelNotFoundError, match="scale levels|window|does not match its weights"):
+        load_checkpoint(tmp_path / "evil.pt")
+
+
+def test_weights_with_an_oversized_attention_window_are_refused(tiny_model, tmp_path):
+    """The authors' layout carries no config: a window read from a relative-position table
+    (a 511 x 511 table gives a 256 window, whose index would hold 256**4 entries) is refused."""
+    state = {k: v for k, v in tiny_model.state_dict().items() if is_stored(k)}
+    for key in [k for k in state if k.endswith("relative_position_params")]:
+        state[key] = torch.zeros(state[key].shape[0], 511, 511)
+    torch.save({"state_dict": state}, tmp_path / "wide-window.pth")
+    with pytest.raises(ModelNotFoundError, match="window of 256"):
+        load_checkpoint(tmp_path / "wide-window.pth")
+
+
+def test_weights_with_headless_attention_are_refused(tiny_model, tmp_path):
+    state = {k: v for k, v in tiny_model.state_dict().items() if is_stored(k)}
+    for key in [k for k in state if k.endswith("relative_position_params")]:
+        state[key] = torch.zeros(0, *state[key].shape[1:])
+    torch.save({"state_dict": state}, tmp_path / "headless.pth")
+    with pytest.raises(ModelNotFoundError, match="not a TCM model"):
+        load_checkpoint(tmp_path / "headless.pth")
+
+
 def test_export_drops_training_state_and_fp16_export_loads_back(tmp_path, tiny_vr_model):
     path, digest = export_weights(tiny_vr_model, tmp_path, half=True)
     assert digest in path.name

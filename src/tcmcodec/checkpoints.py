@@ -26,6 +26,7 @@ from torch import Tensor
 from tcmcodec.config import PRESETS, SCALE_TABLE_FIELDS, TCMConfig
 from tcmcodec.errors import ModelNotFoundError, TcmError
 from tcmcodec.model import TCM
+from tcmcodec.weights_layout import check_config_matches_weights, check_sizes, shape_fields
 
 #: buffers derived from the parameters by ``update()``; rebuilt on every load
 DERIVED_BUFFERS = ("_quantized_cdf", "_offset", "_cdf_length", "scale_table")
@@ -105,57 +106,32 @@ def _current_bottleneck_name(key: str) -> str:
     return f"entropy_bottleneck.{_BOTTLENECK_LISTS[match.group(1)]}.{match.group(2)}"
 
 
-def _count_blocks(state: Mapping[str, Tensor], pattern: str) -> int:
-    regex = re.compile(pattern)
-    return len({m.group(1) for k in state if (m := regex.match(k))})
-
-
 def infer_config(state: Mapping[str, Tensor]) -> TCMConfig:
     """Rebuild the :class:`TCMConfig` from the tensor shapes of a state dict.
 
     Works for the authors' checkpoints, which carry no configuration.
     """
-    try:
-        width = state["g_a.0.conv1.weight"].shape[0]
-        N = width // 2
-        hyper_channels = state["entropy_bottleneck.quantiles"].shape[0]
-        num_slices = _count_blocks(state, r"cc_mean_transforms\.(\d+)\.0\.weight")
-        slice_channels = state["cc_mean_transforms.0.4.weight"].shape[0]
-        M = slice_channels * num_slices
-        main_depth = _count_blocks(state, r"g_a\.(\d+)\.conv1_1\.weight") // 3
-        hyper_depth = _count_blocks(state, r"h_a\.(\d+)\.conv1_1\.weight")
-
-        def attn(prefix: str) -> tuple[int, int]:
-            params = state[f"{prefix}.msa.relative_position_params"]
-            heads, span = params.shape[0], params.shape[1]
-            dim = state[f"{prefix}.ln1.weight"].shape[0]
-            return dim // heads, (span + 1) // 2
-
-        main = [attn(f"g_a.{1 + stage * (main_depth + 1)}.trans_block") for stage in range(3)]
-        hyper_head_dim, hyper_window = attn("h_a.1.trans_block") if hyper_depth else (N, 4)
-        sw_head, sw_window = attn("atten_mean.0.0.non_local_block.block_1")
-        swatten_width = state["atten_mean.0.0.in_conv.weight"].shape[0]
-        context_widths = (
-            state["cc_mean_transforms.0.0.weight"].shape[0],
-            state["cc_mean_transforms.0.2.weight"].shape[0],
-        )
-        mlp_ratio = state["g_a.1.trans_block.mlp.0.weight"].shape[0] // N
-        c_last = state[f"cc_mean_transforms.{num_slices - 1}.0.weight"].shape[1]
-        max_support = (c_last - M) // slice_channels
-        if max_support >= num_slices - 1:  # the last slice sees all others: "all" (the paper's 5)
-            max_support = num_slices
-    except (KeyError, IndexError) as exc:
-        raise ModelNotFoundError(f"checkpoint is not a TCM model (missing {exc})") from None
-    if "gain_y.log_gain" in state:
+    fields = shape_fields(state)
+    if fields["rate_levels"]:
         raise ModelNotFoundError("variable-rate checkpoint without its config: cannot infer rate_lambdas")
-    config = TCMConfig(
-        N=N, M=M, hyper_channels=hyper_channels, num_slices=num_slices,
-        max_support_slices=max_support, main_depth=main_depth,
-        main_head_dims=tuple(h for h, _ in main), main_window=main[0][1],
-        hyper_depth=hyper_depth, hyper_head_dim=hyper_head_dim, hyper_window=hyper_window,
-        swatten_width=swatten_width, swatten_head_dim=sw_head, swatten_window=sw_window,
-        context_widths=context_widths, mlp_ratio=mlp_ratio,
-    )
+    N, M, num_slices = fields["N"], fields["M"], fields["num_slices"]
+    slice_channels = M // num_slices
+    max_support = (fields["context_channels"][-1] - M) // slice_channels
+    if max_support >= num_slices - 1:  # the last slice sees all others: "all" (the paper's 5)
+        max_support = num_slices
+    heads = fields.get("main_head_dims", fields.get("analysis_head_dims", TCMConfig.main_head_dims))
+    try:
+        config = TCMConfig(
+            N=N, M=M, hyper_channels=fields["hyper_channels"], num_slices=num_slices,
+            max_support_slices=max_support, main_depth=fields["main_depth"],
+            main_head_dims=heads, main_window=fields.get("main_window", TCMConfig.main_window),
+            hyper_depth=fields["hyper_depth"], hyper_head_dim=fields.get("hyper_head_dim", N),
+            hyper_window=fields.get("hyper_window", 4), swatten_width=fields["swatten_width"],
+            swatten_head_dim=fields["swatten_head_dim"], swatten_window=fields["swatten_window"],
+            context_widths=fields["context_widths"], mlp_ratio=fields.get("mlp_ratio", TCMConfig.mlp_ratio),
+        )
+    except ValueError as exc:
+        raise ModelNotFoundError(f"checkpoint is not a TCM model this package can build ({exc})") from None
     return name_preset(config)
 
 
@@ -193,6 +169,9 @@ def model_from_state_dict(state: Mapping[str, Tensor], config: TCMConfig | None 
     """A ready :class:`TCM` (eval mode, CDF tables built) from a normalised state dict."""
     if config is None:
         config = infer_config(state)
+        check_sizes(config)
+    else:  # before the model of that config is built: a config may claim any size
+        check_config_matches_weights(config, state)
     model = TCM(config)
     weights = {k: v for k, v in state.items() if is_stored(k)}
     expected = model.state_dict()

@@ -101,6 +101,9 @@ class TCMConfig:
             )
         if len(self.main_head_dims) != 3:
             raise ValueError(f"TCMConfig.main_head_dims needs 3 entries, got {self.main_head_dims}")
+        heads = (*self.main_head_dims, *(self.analysis_head_dims or ()), self.hyper_head_dim, self.swatten_head_dim)
+        if not all(isinstance(head, int) and head >= 1 for head in heads):
+            raise ValueError(f"TCMConfig head sizes must be positive integers, got {heads}")
         for head_dim in self.main_head_dims:
             if self.N % head_dim:
                 raise ValueError(f"TCMConfig.N={self.N} is not divisible by head size {head_dim}")
