@@ -138,6 +138,40 @@ def test_weights_with_headless_attention_are_refused(tiny_model, tmp_path):
         load_checkpoint(tmp_path / "headless.pth")
 
 
+#: what a mutated checkpoint may hold instead of a tensor or a config value
+ODD_VALUES = [5, "x", None, [1, 2], [1.5, 2, 3], {"a": 1}, True, 0, -1, 10**9, 1.5, float("nan"), float("inf"),
+              torch.tensor(3.0), torch.zeros(0), torch.zeros(2, 2, dtype=torch.int64), torch.zeros(3, dtype=torch.bool),
+              torch.zeros(1, 1, 1, 1, 1), torch.full((4,), float("nan")), torch.zeros(2, dtype=torch.complex64)]
+
+
+#: seeded mutations per run (about 0.12 s each)
+CASES = 150
+
+
+def test_mutated_checkpoints_load_or_raise_a_clear_error(tmp_path, tiny_vr_model):
+    """Checkpoints are untrusted input: an exported file with 1-3 of its config values,
+    tensors or top-level entries replaced by odd values (wrong types, NaN, empty, complex,
+    huge numbers) loads or raises a TcmError, never another exception (seeded cases)."""
+    import random
+
+    path, _ = export_weights(tiny_vr_model, tmp_path / "base.pt")
+    base = torch.load(path, weights_only=True)
+    rng = random.Random(0)
+    for case in range(CASES):
+        data = {k: dict(v) if isinstance(v, dict) else v for k, v in base.items()}
+        for _ in range(rng.randint(1, 3)):
+            where = rng.choice(["state_dict", "config", "top"])
+            if where == "top":
+                data[rng.choice(list(data))] = rng.choice(ODD_VALUES)
+            elif isinstance(data.get(where), dict) and data[where]:
+                data[where][rng.choice(list(data[where]))] = rng.choice(ODD_VALUES)
+        torch.save(data, tmp_path / "mutated.pt")
+        try:
+            load_checkpoint(tmp_path / "mutated.pt")
+        except tcmcodec.TcmError:
+            pass
+
+
 def test_export_drops_training_state_and_fp16_export_loads_back(tmp_path, tiny_vr_model):
     path, digest = export_weights(tiny_vr_model, tmp_path, half=True)
     assert digest in path.name

@@ -19,6 +19,39 @@ LATENT_STRIDE = 16
 HYPER_LATENT_STRIDE = 64
 
 
+#: fields that may be None (off) instead of their type
+_OPTIONAL_FIELDS = ("analysis_N", "analysis_head_dims")
+
+
+def _is_number(value: Any) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+
+
+def _is_integer(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _checked_value(name: str, default: Any, value: Any) -> Any:
+    """``value`` for field ``name`` from a stored dict, in the field's type (lists become
+    tuples); ValueError naming the field when it has another type. Stored configs come from
+    checkpoint files, which may be anything."""
+    if value is None and name in _OPTIONAL_FIELDS:
+        return None
+    if name in ("main_head_dims", "context_widths", "rate_lambdas", "analysis_head_dims"):
+        kind = _is_number if name == "rate_lambdas" else _is_integer
+        if isinstance(value, (list, tuple)) and all(kind(item) for item in value):
+            return tuple(value)
+    elif isinstance(default, str) or name == "name":
+        if isinstance(value, str):
+            return value
+    elif isinstance(default, float):
+        if _is_number(value):
+            return float(value)
+    elif _is_integer(value):
+        return value
+    raise ValueError(f"TCMConfig.{name} has the wrong type: {value!r}")
+
+
 @dataclass(frozen=True)
 class TCMConfig:
     """Hyper-parameters of a TCM network.
@@ -208,9 +241,9 @@ class TCMConfig:
         if unknown:
             raise ValueError(f"unknown TCMConfig fields: {sorted(unknown)}")
         kwargs = dict(data)
-        for key in ("main_head_dims", "context_widths", "rate_lambdas", "analysis_head_dims"):
-            if kwargs.get(key) is not None:
-                kwargs[key] = tuple(kwargs[key])
+        for field in dataclasses.fields(cls):
+            if field.name in kwargs:
+                kwargs[field.name] = _checked_value(field.name, field.default, kwargs[field.name])
         return cls(**kwargs)
 
     def replace(self, **changes: Any) -> "TCMConfig":
