@@ -52,7 +52,10 @@ def test_short_fuzz_run_of_the_decoder_finds_nothing(tmp_path):
     )
     findings = [p.name for p in tmp_path.iterdir() if p.name.startswith(("crash-", "timeout-", "oom-", "leak-"))]
     assert proc.returncode == 0 and not findings, (findings, proc.stderr[-3000:])
-    assert f"Done {RUNS} runs" in proc.stderr
+    # libFuzzer counts the inputs it re-reads when it reloads the corpus folders, so a run
+    # may report a few more than asked
+    done = re.search(r"Done (\d+) runs", proc.stderr)
+    assert done and int(done.group(1)) >= RUNS, proc.stderr[-2000:]
     # no objects pile up: the live tensors after the first and the last thousand inputs
     tensors = [int(n) for n in re.findall(r"memory inputs=\d+ .* tensors=(\d+)", proc.stderr)]
     assert len(tensors) == RUNS // MEMORY_EVERY and tensors[-1] - tensors[0] <= CACHE_SLACK, tensors
