@@ -94,6 +94,7 @@ OVERSIZED_CONFIGS = {
     "main_window": dict(main_window=256),
     "swatten_window": dict(swatten_window=128),
     "scale_levels": dict(scale_levels=10**8),
+    "scale_max": dict(scale_max=1e9),
     "rate_lambdas": dict(rate_lambdas=[0.001 * (k + 1) for k in range(50)]),
 }
 
@@ -114,7 +115,7 @@ def test_a_config_that_claims_a_larger_model_than_its_weights_is_refused_before_
         raise AssertionError(f"a model of {config} was built")
 
     monkeypatch.setattr(checkpoints, "TCM", no_build)
-    with pytest.raises(ModelNotFoundError, match="scale levels|window|does not match its weights"):
+    with pytest.raises(ModelNotFoundError, match="scale levels|Gaussian tables|window|does not match its weights"):
         load_checkpoint(tmp_path / "evil.pt")
 
 

@@ -34,6 +34,9 @@ from tcmcodec.exact.mode import ExactArithmetic
 TAIL_SIGMAS = 6.5
 #: the longest factorized table accepted (a checkpoint with absurd quantiles is refused)
 MAX_FACTORIZED_SUPPORT = 2**16
+#: the most entries all Gaussian tables together may hold (the bundled model's 256 scales up to
+#: 256 hold about 110 thousand)
+MAX_GAUSSIAN_TABLE_ENTRIES = 2**22
 #: the escape symbol's probability is at least this: an escape then costs at most 16 bits
 #: plus the value's own, and the mass it takes from the table costs < 3e-5 bits per symbol
 MIN_ESCAPE_PROBABILITY = 2.0**-16
@@ -64,9 +67,26 @@ def scale_table(scale_min: float, scale_max: float, levels: int) -> Tensor:
     return elementary.exp(torch.tensor(steps, dtype=torch.float64))
 
 
+def check_gaussian_table_size(scales: Tensor) -> None:
+    """ValueError unless the scales are finite and positive and their tables hold at most
+    :data:`MAX_GAUSSIAN_TABLE_ENTRIES` entries (a config's ``scale_max`` decides their length)."""
+    values = scales.tolist()
+    if not all(math.isfinite(scale) and scale > 0 for scale in values):
+        raise ValueError("the Gaussian scales must be finite and positive")
+    if sum(2 * scale * TAIL_SIGMAS + 4 for scale in values) > MAX_GAUSSIAN_TABLE_ENTRIES:
+        raise ValueError(f"the Gaussian tables for scales up to {max(values):.4g} would hold more than "
+                         f"{MAX_GAUSSIAN_TABLE_ENTRIES} entries")
+
+
 def gaussian_tables(scales: Tensor) -> TableSet:
-    """The Gaussian table of each scale in ``scales`` (float64, ascending), all in one pass."""
-    halves = torch.tensor([math.ceil(scale * TAIL_SIGMAS) for scale in scales.tolist()])
+    """The Gaussian table of each scale in ``scales`` (float64, ascending), all in one pass.
+
+    Raises ValueError when the scales are not finite or the tables would hold more than
+    :data:`MAX_GAUSSIAN_TABLE_ENTRIES` entries (a config's ``scale_max`` decides their length).
+    """
+    check_gaussian_table_size(scales)
+    values = scales.tolist()
+    halves = torch.tensor([math.ceil(scale * TAIL_SIGMAS) for scale in values])
     counts = halves + 1
     # one flat pass over the bins 0..half of every table
     first = torch.cumsum(counts, 0) - counts
