@@ -94,7 +94,6 @@ OVERSIZED_CONFIGS = {
     "main_window": dict(main_window=256),
     "swatten_window": dict(swatten_window=128),
     "scale_levels": dict(scale_levels=10**8),
-    "scale_max": dict(scale_max=1e9),
     "rate_lambdas": dict(rate_lambdas=[0.001 * (k + 1) for k in range(50)]),
 }
 
@@ -115,8 +114,18 @@ def test_a_config_that_claims_a_larger_model_than_its_weights_is_refused_before_
         raise AssertionError(f"a model of {config} was built")
 
     monkeypatch.setattr(checkpoints, "TCM", no_build)
-    with pytest.raises(ModelNotFoundError, match="scale levels|Gaussian tables|window|does not match its weights"):
+    with pytest.raises(ModelNotFoundError, match="scale levels|window|does not match its weights"):
         load_checkpoint(tmp_path / "evil.pt")
+
+
+def test_a_scale_table_with_huge_scales_is_refused_where_the_tables_are_built(tmp_path, tiny_vr_model):
+    """``scale_max = 1e9`` would make the Gaussian tables ask for 170 GB: refused with a line."""
+    path, _ = export_weights(tiny_vr_model, tmp_path / "ok.pt")
+    data = torch.load(path, weights_only=True)
+    data["config"] = {**data["config"], "scale_max": 1e9}
+    torch.save(data, tmp_path / "huge-scales.pt")
+    with pytest.raises(ModelNotFoundError, match="Gaussian tables for scales up to 1e\\+09"):
+        load_checkpoint(tmp_path / "huge-scales.pt")
 
 
 def test_weights_with_an_oversized_attention_window_are_refused(tiny_model, tmp_path):

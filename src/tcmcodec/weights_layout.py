@@ -6,7 +6,7 @@ shapes. A file of a few megabytes whose config claims ``N = 4096`` or a window o
 make the loader allocate gigabytes before the first shape check. So the architecture is read
 from the shapes first (:func:`shape_fields`, which also rebuilds the config of the authors'
 checkpoints) and a stored config must agree with it (:func:`check_config_matches_weights`);
-the one size that no tensor records, the Gaussian scale table's length, has a cap.
+the sizes no tensor records (scale levels, windows) have caps.
 """
 
 from __future__ import annotations
@@ -16,7 +16,6 @@ from typing import Any, Mapping
 
 from torch import Tensor
 
-from tcmcodec.coding.tables import check_gaussian_table_size, scale_table
 from tcmcodec.config import TCMConfig
 from tcmcodec.errors import ModelNotFoundError
 
@@ -109,15 +108,11 @@ def _config_value(config: TCMConfig, field: str) -> Any:
 
 def check_sizes(config: TCMConfig) -> None:
     """Refuse (:class:`ModelNotFoundError`) the sizes no tensor bounds: more than
-    :data:`MAX_SCALE_LEVELS` scale levels, Gaussian tables over their cap (a huge
-    ``scale_max``), an attention window over :data:`MAX_WINDOW`."""
+    :data:`MAX_SCALE_LEVELS` scale levels, an attention window over :data:`MAX_WINDOW`. (A huge
+    ``scale_max`` is refused where the tables are built: ``coding.tables.gaussian_tables``.)"""
     if config.scale_levels > MAX_SCALE_LEVELS:
         raise ModelNotFoundError(f"checkpoint's config asks for {config.scale_levels} Gaussian scale levels; "
                                  f"at most {MAX_SCALE_LEVELS} are supported")
-    try:
-        check_gaussian_table_size(scale_table(config.scale_min, config.scale_max, config.scale_levels))
-    except ValueError as exc:
-        raise ModelNotFoundError(f"checkpoint's config cannot code: {exc}") from None
     window = max(config.main_window, config.hyper_window, config.swatten_window)
     if window > MAX_WINDOW:
         raise ModelNotFoundError(f"checkpoint's model has an attention window of {window}; at most {MAX_WINDOW} "

@@ -67,25 +67,18 @@ def scale_table(scale_min: float, scale_max: float, levels: int) -> Tensor:
     return elementary.exp(torch.tensor(steps, dtype=torch.float64))
 
 
-def check_gaussian_table_size(scales: Tensor) -> None:
-    """ValueError unless the scales are finite and positive and their tables hold at most
-    :data:`MAX_GAUSSIAN_TABLE_ENTRIES` entries (a config's ``scale_max`` decides their length)."""
-    values = scales.tolist()
-    if not all(math.isfinite(scale) and scale > 0 for scale in values):
-        raise ValueError("the Gaussian scales must be finite and positive")
-    if sum(2 * scale * TAIL_SIGMAS + 4 for scale in values) > MAX_GAUSSIAN_TABLE_ENTRIES:
-        raise ValueError(f"the Gaussian tables for scales up to {max(values):.4g} would hold more than "
-                         f"{MAX_GAUSSIAN_TABLE_ENTRIES} entries")
-
-
 def gaussian_tables(scales: Tensor) -> TableSet:
     """The Gaussian table of each scale in ``scales`` (float64, ascending), all in one pass.
 
     Raises ValueError when the scales are not finite or the tables would hold more than
     :data:`MAX_GAUSSIAN_TABLE_ENTRIES` entries (a config's ``scale_max`` decides their length).
     """
-    check_gaussian_table_size(scales)
     values = scales.tolist()
+    if not all(math.isfinite(scale) and scale > 0 for scale in values):
+        raise ValueError("the Gaussian scales must be finite and positive")
+    if sum(2 * scale * TAIL_SIGMAS + 4 for scale in values) > MAX_GAUSSIAN_TABLE_ENTRIES:
+        raise ValueError(f"the Gaussian tables for scales up to {max(values):.4g} would hold more than "
+                         f"{MAX_GAUSSIAN_TABLE_ENTRIES} entries")
     halves = torch.tensor([math.ceil(scale * TAIL_SIGMAS) for scale in values])
     counts = halves + 1
     # one flat pass over the bins 0..half of every table
