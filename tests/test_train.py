@@ -15,6 +15,8 @@ import pytest
 import torch
 from PIL import Image
 
+from tcmcodec.checkpoints import is_stored, load_checkpoint
+from tcmcodec.config import get_preset
 from tcmcodec.train.data import RandomCropDataset, count_smaller_than, list_images
 from tcmcodec.runtime import native_bfloat16
 from tcmcodec.train.loop import Trainer, train
@@ -337,6 +339,35 @@ def test_init_starts_from_the_given_weights(image_folder, tmp_path):
     fresh = trainer.model.state_dict()
     assert torch.equal(fresh["g_a.0.conv1.weight"], trained["g_a.0.conv1.weight"])
     assert torch.equal(fresh["entropy_bottleneck.quantiles"], trained["entropy_bottleneck.quantiles"])
+
+
+def test_without_model_a_run_trains_the_architecture_of_its_init_weights(image_folder, tmp_path,
+                                                                         tiny_vr_checkpoint, tiny_checkpoint):
+    # a widened model has a derived config and no preset: its own file says what to build
+    wide = tmp_path / "wide.pt"
+    assert run_cli("widen", tiny_vr_checkpoint, wide) == 0
+    trainer = Trainer(_settings(image_folder, tmp_path / "run", model=None, lmbda=None, init=str(wide)))
+    assert trainer.config == load_checkpoint(wide).config and trainer.config.name == "tcm-tiny-vr-x2"
+    for key, value in load_checkpoint(wide).state_dict().items():
+        if is_stored(key):
+            assert torch.equal(trainer.model.state_dict()[key], value), key
+    # the authors' checkpoints carry no config: their tensor shapes give it
+    authors = Trainer(_settings(image_folder, tmp_path / "authors", model=None, init=str(tiny_checkpoint)))
+    assert authors.config.N == get_preset("tcm-tiny").N and authors.config.M == get_preset("tcm-tiny").M
+    # a resumed run keeps its architecture without being told again
+    trainer.save()
+    resumed = Trainer(_settings(image_folder, tmp_path / "run", model=None, lmbda=None, resume=True))
+    assert resumed.config == trainer.config
+
+
+def test_an_unusable_architecture_source_is_a_one_line_error(image_folder, tmp_path, capsys):
+    junk = tmp_path / "junk.pt"
+    junk.write_bytes(b"not a checkpoint")
+    assert run_cli("train", "--data", image_folder, "--out", tmp_path / "run", "--init", junk, "--steps", "1") == 1
+    err = capsys.readouterr().err.strip()
+    assert err.count("\n") == 0 and "cannot tell the architecture of --init" in err and "give --model" in err
+    assert run_cli("train", "--data", image_folder, "--out", tmp_path / "run", "--model", "nope", "--steps", "1") == 1
+    assert "unknown preset 'nope'" in capsys.readouterr().err
 
 
 def test_moving_average_follows_the_warmed_up_formula_and_is_what_export_takes(image_folder, tmp_path):

@@ -13,15 +13,45 @@ import torch
 import torch.distributed as dist
 from torch import nn
 
-from tcmcodec.checkpoints import extract_state_dict, is_stored, load_learned_state, read_checkpoint
-from tcmcodec.config import TCMConfig
+from tcmcodec.checkpoints import extract_state_dict, infer_config, is_stored, load_learned_state, read_checkpoint
+from tcmcodec.config import TCMConfig, get_preset
+from tcmcodec.errors import TcmError
 from tcmcodec.layers.gain import resample_log_gains
+from tcmcodec.weights_layout import check_sizes
 from tcmcodec.train.ema import WeightAverage
 from tcmcodec.train.run_state import CHECKPOINT_FORMAT, rng_state, set_rng_state
-from tcmcodec.train.settings import TrainingError
+from tcmcodec.train.settings import DEFAULT_MODEL, TrainingError, TrainSettings
 
 if TYPE_CHECKING:
     from tcmcodec.train.loop import Trainer
+
+
+def run_architecture(settings: TrainSettings, latest: Path) -> TCMConfig:
+    """The model a run trains: ``--model``'s preset; without it, the architecture of the run
+    being resumed (``latest``), else that of the ``--init`` weights (their stored config, or
+    for the authors' checkpoints the one their tensor shapes imply), else
+    :data:`DEFAULT_MODEL`. So a widened or otherwise derived model trains without a preset
+    of its own, and fine-tuning never silently builds another architecture."""
+    if settings.model is not None:
+        try:
+            return get_preset(settings.model)
+        except KeyError as exc:
+            raise TrainingError(f"{exc.args[0]}; or leave --model out to train the architecture of --init") from None
+    if settings.resume and latest.exists():
+        source, what = latest, "the run to resume"
+    elif settings.init:
+        source, what = Path(settings.init), "--init"
+    else:
+        return get_preset(DEFAULT_MODEL)
+    try:
+        data = read_checkpoint(source)
+        stored = data.get("config")
+        config = TCMConfig.from_dict(stored) if isinstance(stored, dict) else infer_config(extract_state_dict(data))
+        check_sizes(config)
+        return config
+    except (TcmError, TypeError, ValueError) as exc:
+        detail = exc.args[0] if exc.args else type(exc).__name__
+        raise TrainingError(f"cannot tell the architecture of {what} ({source}): {detail}; give --model") from None
 
 
 def load_initial_weights(trainer: "Trainer", path: str) -> None:

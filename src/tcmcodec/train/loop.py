@@ -25,10 +25,10 @@ import torch.distributed as dist
 from torch import nn
 from torch.utils.data import DataLoader
 
-from tcmcodec.config import TCMConfig, get_preset
+from tcmcodec.config import TCMConfig
 from tcmcodec.model import TCM
 from tcmcodec.runtime import native_bfloat16
-from tcmcodec.train.checkpointing import checkpoint_payload, load_initial_weights, restore_run
+from tcmcodec.train.checkpointing import checkpoint_payload, load_initial_weights, restore_run, run_architecture
 from tcmcodec.train.data import (RandomCropDataset, StepSampler, count_smaller_than, list_images, load_validation,
                                   split_holdout)
 from tcmcodec.train.distributed import distributed_setup
@@ -70,13 +70,10 @@ class Trainer:
         if self.rank == 0:
             self.out.mkdir(parents=True, exist_ok=True)
 
-        try:
-            self.config: TCMConfig = get_preset(settings.model)
-        except KeyError as exc:
-            raise TrainingError(str(exc.args[0])) from None
+        self.config: TCMConfig = run_architecture(settings, self.out / LATEST)
         self._set_rate_lambdas(settings)
         if self.config.variable_rate and settings.lmbda is not None:
-            raise TrainingError(f"{settings.model} is variable-rate (lambdas {list(self.config.rate_lambdas)}): "
+            raise TrainingError(f"{self.config.name} is variable-rate (lambdas {list(self.config.rate_lambdas)}): "
                                 "drop --lambda")
         if not self.config.variable_rate and settings.lmbda is None:
             settings = self.s = dataclasses.replace(settings, lmbda=DEFAULT_LAMBDA)
@@ -124,7 +121,7 @@ class Trainer:
             raise TrainingError(f"--ema-decay must be in [0, 1), got {settings.ema_decay}")
         self.average = WeightAverage(self.model, settings.ema_decay) if settings.ema_decay else None
         if settings.balance_levels and not self.config.variable_rate:
-            raise TrainingError(f"--balance-levels needs a variable-rate model; {settings.model} has one rate")
+            raise TrainingError(f"--balance-levels needs a variable-rate model; {self.config.name} has one rate")
         self.balancer = LevelBalancer(self.config.rate_levels) if settings.balance_levels else None
         self.step = 0
         self.best_loss = math.inf
@@ -149,7 +146,7 @@ class Trainer:
         if lambdas is None:
             return
         if not self.config.variable_rate:
-            raise TrainingError(f"--lambdas: {settings.model} is a fixed-rate preset; give it one --lambda "
+            raise TrainingError(f"--lambdas: {self.config.name} is a fixed-rate model; give it one --lambda "
                                 "or pick a variable-rate preset (e.g. tcm-cpu-wide)")
         try:
             self.config = self.config.replace(rate_lambdas=tuple(float(v) for v in lambdas))

@@ -53,6 +53,10 @@ def option(default: Any = MISSING, help: str = "", **cli: Any) -> Any:
     return field(default=default, metadata=metadata)
 
 
+#: the architecture of a run that names none and starts from no weights: the authors' TCM-S
+DEFAULT_MODEL = "tcm-s"
+
+
 @dataclass
 class TrainSettings:
     """Everything that defines a training run. Each field is a ``tcm train`` option
@@ -61,7 +65,8 @@ class TrainSettings:
 
     data: str = option(help="folder of training images (searched recursively)", metavar="DIR")
     out: str = option(help="output folder (checkpoints, metrics.jsonl)", metavar="DIR")
-    model: str = option("tcm-s", "preset: tcm-s, tcm-m, tcm-l, tcm-cpu, tcm-cpu-wide, tcm-tiny, ...")
+    model: str | None = option(None, f"preset: tcm-s, tcm-m, tcm-l, tcm-cpu, tcm-cpu-wide, tcm-tiny, ... (default: the "
+                               f"architecture of a resumed run or of --init's weights, else {DEFAULT_MODEL})")
     lmbda: float | None = option(None, f"rate-distortion trade-off of fixed-rate presets (default {DEFAULT_LAMBDA})",
                                  flag="--lambda", type=float)
     metric: Metric = option("mse", "distortion the loss measures", choices=["mse", "ms-ssim"])
