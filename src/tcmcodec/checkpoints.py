@@ -55,13 +55,15 @@ WRAPPER_PREFIXES = ("module.", "_orig_mod.")
 EXPORT_FORMAT = "tcmcodec-weights-v1"
 
 
-def read_checkpoint(path: str | os.PathLike) -> dict[str, Any]:
-    """Load a checkpoint file safely (``weights_only=True``) as a dict."""
+def read_checkpoint(path: str | os.PathLike, *, mmap: bool = False) -> dict[str, Any]:
+    """Load a checkpoint file safely (``weights_only=True``) as a dict; ``mmap`` maps the
+    tensors instead of reading them (zip-format files only, as ``torch.save`` writes today),
+    for a caller that needs the small entries of a large file."""
     path = Path(path)
     if not path.is_file():
         raise ModelNotFoundError(f"checkpoint {path} does not exist")
     try:
-        data = torch.load(path, map_location="cpu", weights_only=True)
+        data = torch.load(path, map_location="cpu", weights_only=True, mmap=mmap)
     except Exception as exc:  # pickle errors, zip errors, refused globals ...
         first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         raise ModelNotFoundError(f"cannot read checkpoint {path}: {first[:200]}") from None

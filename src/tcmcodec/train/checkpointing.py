@@ -36,15 +36,17 @@ def run_architecture(settings: TrainSettings, latest: Path) -> TCMConfig:
         try:
             return get_preset(settings.model)
         except KeyError as exc:
-            raise TrainingError(f"{exc.args[0]}; or leave --model out to train the architecture of --init") from None
+            hint = "; or leave --model out to train the architecture of --init" if settings.init else ""
+            raise TrainingError(f"{exc.args[0]}{hint}") from None
+    # a run's own checkpoint (zip format, with optimizer state) is mapped, not read, for its config
     if settings.resume and latest.exists():
-        source, what = latest, "the run to resume"
+        source, what, mapped = latest, "the run to resume", True
     elif settings.init:
-        source, what = Path(settings.init), "--init"
+        source, what, mapped = Path(settings.init), "--init", False
     else:
         return get_preset(DEFAULT_MODEL)
     try:
-        data = read_checkpoint(source)
+        data = read_checkpoint(source, mmap=mapped)
         stored = data.get("config")
         config = TCMConfig.from_dict(stored) if isinstance(stored, dict) else infer_config(extract_state_dict(data))
         check_sizes(config)
