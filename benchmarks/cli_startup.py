@@ -50,6 +50,9 @@ def main() -> None:
         cases = {
             "python -c 'import torch'": [sys.executable, "-c", "import torch"],
             "tcm encode": [*tcm, "encode", args.image, coded, "-q", str(args.quality), *threads],
+            # g_a in float32 even where bfloat16 is native (the default picks per machine)
+            "tcm encode (g_a float32)": [*tcm, "encode", args.image, str(Path(tmp, "f.tcm")), "-q",
+                                         str(args.quality), *threads, "--analysis-precision", "float32"],
             "tcm decode": [*tcm, "decode", coded, decoded, *threads],
             "tcm info": [*tcm, "info", coded],
         }

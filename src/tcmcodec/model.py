@@ -141,6 +141,9 @@ class TCM(nn.Module):
         #: reduced-precision compute (e.g. torch.bfloat16) for the inner layers of g_a and
         #: g_s, a training option (``tcm train --amp bf16``); None: float32 throughout
         self.transform_dtype: torch.dtype | None = None
+        #: precision of g_a's inner layers outside training (None: float32); g_a runs only in
+        #: the encoder, so this never changes whether or how a file decodes (see load_model)
+        self.analysis_dtype: torch.dtype | None = None
         #: reduced-precision compute for the entropy-parameter networks (h_a, h_s, SWAtten,
         #: the slice transforms) in training mode only (``tcm train --amp bf16-all``); the
         #: means, scales, likelihoods and ŷ stay float32, and coding never uses it
@@ -221,10 +224,15 @@ class TCM(nn.Module):
     def analysis_transform(self, x: Tensor, tiling: TilePlan | None = None) -> Tensor:
         """g_a alone: the ungained y (B, M, H/16, W/16), the same at every rate, so an encoder
         trying several rates (:mod:`tcmcodec.ratecontrol`) runs it once."""
+        dtype = self.transform_dtype or (None if self.training else self.analysis_dtype)
+
+        def transform(image: Tensor) -> Tensor:
+            return run_transform(self.g_a, image, dtype, full_precision=len(self.g_a) - 1)
+
         if tiling is not None and tiling.applies(*x.shape[-2:]):
             self._check_plan(tiling)
-            return tiled_apply(self.g_a, x, tiling.tile, tiling.halo, 1 / LATENT_STRIDE)
-        return run_transform(self.g_a, x, self.transform_dtype, full_precision=len(self.g_a) - 1)
+            return tiled_apply(transform, x, tiling.tile, tiling.halo, 1 / LATENT_STRIDE)
+        return transform(x)
 
     def latents(self, y: Tensor, rate: Rate = None) -> tuple[Tensor, Tensor]:
         """What :meth:`analysis` returns, from g_a's output y: y gained for ``rate`` and

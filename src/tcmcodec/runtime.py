@@ -120,14 +120,28 @@ def _cpu_flags() -> frozenset[str] | None:
     return None
 
 
+#: parts of the ONEDNN_MAX_CPU_ISA values that allow oneDNN's bfloat16 instructions
+_BF16_ISA_MARKS = ("BF16", "AMX", "FP16", "AVX10")
+
+
+def _onednn_may_use_bfloat16(max_isa: str) -> bool:
+    """Whether a ``ONEDNN_MAX_CPU_ISA`` setting leaves oneDNN its bfloat16 instructions
+    (unset, ``ALL``/``DEFAULT``, or an ISA at or above AVX512_CORE_BF16)."""
+    value = max_isa.strip().upper()
+    return value in ("", "ALL", "DEFAULT") or any(mark in value for mark in _BF16_ISA_MARKS)
+
+
 def native_bfloat16(device: torch.device | str) -> bool:
     """Whether ``device`` computes bfloat16 in hardware: a CUDA GPU that supports it, or a CPU
-    with AVX512-BF16 or AMX (elsewhere bfloat16 is emulated and slower than float32). Without
+    with AVX512-BF16 or AMX that ``ONEDNN_MAX_CPU_ISA`` does not rule out (elsewhere bfloat16
+    is emulated and slower than float32). Without
     /proc/cpuinfo, oneDNN's own answer."""
     device = torch.device(device)
     if device.type == "cuda":
         return bool(torch.cuda.is_bf16_supported())
     if device.type != "cpu":
+        return False
+    if not _onednn_may_use_bfloat16(os.environ.get("ONEDNN_MAX_CPU_ISA", "")):
         return False
     flags = _cpu_flags()
     if flags is not None:

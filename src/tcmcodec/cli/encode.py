@@ -16,6 +16,8 @@ if TYPE_CHECKING:
     from tcmcodec.ratecontrol import Target
 
 HELP = "compress an image (or several, or a folder) to .tcm"
+#: --analysis-precision choices; "auto" keeps what load_model chose
+ANALYSIS_PRECISIONS = ("auto", "float32", "bfloat16")
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -31,6 +33,11 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="how the entropy parameters are computed: exact (the file decodes on every "
                         "computer; the default, except for the authors' checkpoints) or float (as "
                         "the networks compute them; the file decodes only on this kind of computer)")
+    p.add_argument("--analysis-precision", choices=ANALYSIS_PRECISIONS, default="auto",
+                   help="precision of the analysis transform (the encoder's network): auto "
+                        "(bfloat16 where the CPU or GPU computes it natively: 1.6x faster for +0.09%% "
+                        "of bits on Kodak; else float32), float32 or bfloat16. Every choice decodes "
+                        "everywhere")
     p.add_argument("--refine-lambda", type=float, default=None, metavar="L",
                    help="rate-distortion trade-off of --refine (default: the model's at this quality; "
                         "needed for fixed-rate models)")
@@ -74,11 +81,7 @@ def _jobs(inputs: list[str], output: str, suffix: str) -> list[tuple[Path, Path]
 
 
 def run(args: argparse.Namespace) -> int:
-    import json
-
-    from tcmcodec.codec import encode_image, load_model
-    from tcmcodec.image_io import atomic_write_bytes
-    from tcmcodec.ratecontrol import TargetedEncode, encode_to_target
+    from tcmcodec.codec import load_model
 
     apply_threads(args)
     if args.refine < 0:
@@ -88,6 +91,25 @@ def run(args: argparse.Namespace) -> int:
     target = _target(args)
     jobs = _jobs(args.inputs, args.output, ".tcm")
     model = load_model(model_argument(args))
+    chosen = model.analysis_dtype
+    if args.analysis_precision != "auto":
+        import torch
+
+        model.analysis_dtype = torch.bfloat16 if args.analysis_precision == "bfloat16" else None
+    try:
+        _encode_all(args, model, jobs, target)
+    finally:  # the loaded model is cached: leave it as load_model made it
+        model.analysis_dtype = chosen
+    return 0
+
+
+def _encode_all(args: argparse.Namespace, model, jobs: list[tuple[Path, Path]], target: "Target | None") -> None:
+    import json
+
+    from tcmcodec.codec import encode_image
+    from tcmcodec.image_io import atomic_write_bytes
+    from tcmcodec.ratecontrol import TargetedEncode, encode_to_target
+
     for src, dst in jobs:
         check_output(src, dst)
         start = time.perf_counter()
@@ -117,7 +139,6 @@ def run(args: argparse.Namespace) -> int:
         else:
             print(f"{dst}: {len(result.data)} bytes, {result.bits_per_pixel:.4f} bpp "
                   f"({result.width}x{result.height}, quality {result.quality}{searched}), {seconds:.2f} s")
-    return 0
 
 
 def _target(args: argparse.Namespace) -> "Target | None":

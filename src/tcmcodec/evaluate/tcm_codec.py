@@ -162,7 +162,20 @@ class TcmCodec(Codec):
             s["checkpoint"] = self.checkpoint
         s["refine_steps"] = self.refine
         s["refine_lambda"] = self.refine_lambda
+        s["analysis_precision"] = self._analysis_precision()
         return s
+
+    def _analysis_precision(self) -> str | None:
+        """The precision of g_a's inner layers on this machine (load_model's choice: it
+        depends on the hardware), or None when the model cannot be loaded."""
+        import tcmcodec
+        from tcmcodec.errors import TcmError
+
+        try:
+            loaded = self._model_object() if self.model is None else tcmcodec.load_model(self.model)
+        except (TcmError, OSError):
+            return None
+        return str(loaded.analysis_dtype or "torch.float32").removeprefix("torch.")
 
     @property
     def description(self) -> str:
