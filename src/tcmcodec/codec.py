@@ -302,15 +302,20 @@ class DecodeResult:
     symbol_digests: tuple[str, str]
 
 
-def decode_stream(stream: container.TcmStream, model: ModelLike = None) -> Image.Image:
+def decode_stream(stream: container.TcmStream, model: ModelLike = None, *,
+                  synthesis_dtype: torch.dtype | None = None) -> Image.Image:
     """Decode a parsed stream to a PIL image in the original size and mode."""
-    return decode_stream_details(stream, model).image
+    return decode_stream_details(stream, model, synthesis_dtype=synthesis_dtype).image
 
 
-def decode_stream_details(stream: container.TcmStream, model: ModelLike = None) -> DecodeResult:
+def decode_stream_details(stream: container.TcmStream, model: ModelLike = None, *,
+                          synthesis_dtype: torch.dtype | None = None) -> DecodeResult:
     """:func:`decode_stream`, with what was decoded (:class:`DecodeResult`).
 
-    Raises :class:`FormatError` when the decoded symbols differ from the file's checks."""
+    ``synthesis_dtype``: the precision of g_s's inner layers, None (float32: the decoded
+    pixels agree within one level on every computer) or ``torch.bfloat16`` (faster where the
+    hardware computes it natively; pixels may differ from float32's by a few levels). Raises
+    :class:`FormatError` when the decoded symbols differ from the file's checks."""
     net = _model_for(stream, model)
     multiple = net.config.pad_multiple
     left, right, top, bottom = stream.pad
@@ -330,7 +335,7 @@ def decode_stream_details(stream: container.TcmStream, model: ModelLike = None) 
     try:
         with torch.inference_mode():
             out = net.decompress([[stream.strings[0]], [stream.strings[1]]], (z_h, z_w), level, tiling,
-                                 exact=exact, checks=expected)
+                                 exact=exact, checks=expected, synthesis_dtype=synthesis_dtype)
     except CorruptStream as exc:  # a SymbolMismatch too
         raise FormatError(_undecodable(stream, next(net.parameters()).device, exc)) from None
     x_hat = image_tensors.crop_tensor(out["x_hat"].cpu(), stream.pad)
@@ -352,13 +357,14 @@ def _undecodable(stream: container.TcmStream, device: torch.device, error: Corru
     return f"entropy-coded data cannot be decoded: {error}"
 
 
-def decode(data: bytes, model: ModelLike = None, *,
-           max_pixels: int | None = DEFAULT_MAX_PIXELS) -> Image.Image:
+def decode(data: bytes, model: ModelLike = None, *, max_pixels: int | None = DEFAULT_MAX_PIXELS,
+           synthesis_dtype: torch.dtype | None = None) -> Image.Image:
     """Decode ``.tcm`` bytes to a PIL image (original size and mode).
 
     ``model``: None to use the bundled model named in the file, or a name, checkpoint path
     or loaded :class:`TCM`. ``max_pixels``: refuse streams declaring a larger image (checked
-    on the header, before any decoding; None: no limit). Raises :class:`FormatError` for a
-    bad stream and :class:`ModelMismatchError` when the file needs another model.
+    on the header, before any decoding; None: no limit). ``synthesis_dtype``: see
+    :func:`decode_stream_details`. Raises :class:`FormatError` for a bad stream and
+    :class:`ModelMismatchError` when the file needs another model.
     """
-    return decode_stream(read_stream(data, max_pixels=max_pixels), model)
+    return decode_stream(read_stream(data, max_pixels=max_pixels), model, synthesis_dtype=synthesis_dtype)

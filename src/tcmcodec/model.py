@@ -225,14 +225,21 @@ class TCM(nn.Module):
         """g_a alone: the ungained y (B, M, H/16, W/16), the same at every rate, so an encoder
         trying several rates (:mod:`tcmcodec.ratecontrol`) runs it once."""
         dtype = self.transform_dtype or (None if self.training else self.analysis_dtype)
+        return self._transform(self.g_a, x, dtype, len(self.g_a) - 1, tiling, x.shape[-2:], 1, 1 / LATENT_STRIDE)
 
-        def transform(image: Tensor) -> Tensor:
-            return run_transform(self.g_a, image, dtype, full_precision=len(self.g_a) - 1)
+    def _transform(self, layers: nn.Sequential, x: Tensor, dtype: torch.dtype | None, full_precision: int,
+                   tiling: TilePlan | None, image_size: tuple[int, int], pixels_per_input: int,
+                   scale: float) -> Tensor:
+        """:func:`run_transform` of g_a or g_s, tile by tile where ``tiling`` applies to the image
+        size (its tiles and halos in image pixels, ``pixels_per_input`` per input position;
+        ``scale`` output positions per input position)."""
+        def transform(part: Tensor) -> Tensor:
+            return run_transform(layers, part, dtype, full_precision)
 
-        if tiling is not None and tiling.applies(*x.shape[-2:]):
-            self._check_plan(tiling)
-            return tiled_apply(transform, x, tiling.tile, tiling.halo, 1 / LATENT_STRIDE)
-        return transform(x)
+        if tiling is None or not tiling.applies(*image_size):
+            return transform(x)
+        self._check_plan(tiling)
+        return tiled_apply(transform, x, tiling.tile // pixels_per_input, tiling.halo // pixels_per_input, scale)
 
     def latents(self, y: Tensor, rate: Rate = None) -> tuple[Tensor, Tensor]:
         """What :meth:`analysis` returns, from g_a's output y: y gained for ``rate`` and
@@ -245,16 +252,15 @@ class TCM(nn.Module):
             z = self.gain_z(z, rate)
         return y, z
 
-    def synthesis(self, y_hat: Tensor, rate: Rate = None, tiling: TilePlan | None = None) -> Tensor:
-        """x̂ (B, 3, H, W) from ŷ (not clamped); tiled like :meth:`analysis`."""
+    def synthesis(self, y_hat: Tensor, rate: Rate = None, tiling: TilePlan | None = None,
+                  dtype: torch.dtype | None = None) -> Tensor:
+        """x̂ (B, 3, H, W) from ŷ (not clamped); tiled like :meth:`analysis`. ``dtype``: the
+        precision of g_s's inner layers (None: float32; training uses :attr:`transform_dtype`)."""
         if rate is not None:
             y_hat = self.inverse_gain_y(y_hat, rate)
-        height, width = (LATENT_STRIDE * d for d in y_hat.shape[-2:])
-        if tiling is not None and tiling.applies(height, width):
-            self._check_plan(tiling)
-            return tiled_apply(self.g_s, y_hat, tiling.tile // LATENT_STRIDE,
-                               tiling.halo // LATENT_STRIDE, LATENT_STRIDE)
-        return run_transform(self.g_s, y_hat, self.transform_dtype, full_precision=0)
+        size = (LATENT_STRIDE * y_hat.shape[-2], LATENT_STRIDE * y_hat.shape[-1])
+        return self._transform(self.g_s, y_hat, self.transform_dtype or dtype, 0, tiling, size,
+                               LATENT_STRIDE, LATENT_STRIDE)
 
     def hyper_parameters(self, z_hat: Tensor, rate: Rate = None, parallel: bool = False) -> tuple[Tensor, Tensor]:
         """Hyper means and scales (B, M, 4h, 4w) from ẑ (B, hyper, h, w)."""
@@ -390,12 +396,14 @@ class TCM(nn.Module):
 
     @torch.no_grad()
     def decompress(self, strings: list, shape, rate: Rate = None, tiling: TilePlan | None = None,
-                   exact: bool | None = None, checks: list[list[int]] | None = None) -> dict:
+                   exact: bool | None = None, checks: list[list[int]] | None = None,
+                   synthesis_dtype: torch.dtype | None = None) -> dict:
         """Inverse of :meth:`compress`: {"x_hat": (B, 3, H, W) clamped to [0, 1], "checks": the
         CRCs of the decoded symbols ([y, z], to compare with the encoder's), "digests": their
         SHA-256}. Given the encoder's ``checks``, a difference raises
-        :class:`~tcmcodec.coding.latent_coder.SymbolMismatch` before the synthesis runs."""
+        :class:`~tcmcodec.coding.latent_coder.SymbolMismatch` before the synthesis runs (in
+        ``synthesis_dtype``, see :meth:`synthesis`)."""
         rate = self._check_rate(rate)
         y_hat, symbols = latent_coder.decode_latents(self, strings, shape, rate, self._exact(exact), checks)
-        x_hat = self.synthesis(y_hat, rate, tiling).clamp_(0, 1)
+        x_hat = self.synthesis(y_hat, rate, tiling, synthesis_dtype).clamp_(0, 1)
         return {"x_hat": x_hat, "checks": symbols.checks, "digests": symbols.digests}

@@ -26,6 +26,11 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--format", default="png", help="image format for folder output (default png)")
     p.add_argument("--png-compression", type=int, choices=range(10), default=PNG_COMPRESSION, metavar="0-9",
                    help=f"zlib level of PNG output: 9 smallest, 1 fastest (default {PNG_COMPRESSION})")
+    p.add_argument("--synthesis-precision", choices=("float32", "bfloat16"), default="float32",
+                   help="precision of the synthesis transform (the decoder's network): float32 (the "
+                        "default: pixels agree within one level on every computer) or bfloat16 (1.4x "
+                        "faster where the CPU or GPU computes it natively, slower elsewhere; pixels "
+                        "may differ from float32's by a few levels)")
     add_threads_argument(p)
 
 
@@ -39,6 +44,8 @@ def _check_distinct(outputs: list[Path], sources: list[Path]) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    import torch
+
     from tcmcodec.codec import decode_stream, load_model, read_stream
     from tcmcodec.image_io import save_image
 
@@ -60,6 +67,7 @@ def run(args: argparse.Namespace) -> int:
     if args.checkpoint or args.model:
         model = load_model(args.checkpoint or args.model)
     limit = max_pixels(args)  # default 2^28, as the help says: checked on the header
+    synthesis_dtype = torch.bfloat16 if args.synthesis_precision == "bfloat16" else None
     for src in sources:
         dst = out / f"{src.stem}.{args.format}" if several else out
         check_output(src, dst)
@@ -69,7 +77,7 @@ def run(args: argparse.Namespace) -> int:
             stream = read_stream(data, max_pixels=limit)
         except TcmError as exc:
             raise type(exc)(f"{src}: {exc.message}", python_hint=exc.python_hint, cli_hint=exc.cli_hint) from None
-        image = decode_stream(stream, model)
+        image = decode_stream(stream, model, synthesis_dtype=synthesis_dtype)
         png = dst.suffix.lower() == ".png"
         save_image(image, dst, **({"compress_level": args.png_compression} if png else {}))
         print(f"{dst}: {image.width}x{image.height} {image.mode}, {time.perf_counter() - start:.2f} s")

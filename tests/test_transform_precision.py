@@ -1,9 +1,11 @@
-"""The analysis transform's precision: bfloat16 where the hardware has it, only in the encoder.
+"""The transforms' precision: bfloat16 for g_a where the hardware has it, for g_s on request.
 
 g_a runs only when encoding, so its precision may change which latents are coded but never
 whether or how a file decodes. ``TCM.analysis_dtype`` sets it outside training;
 ``load_model`` picks bfloat16 where the CPU or GPU computes it natively, for models coded
-with the exact numerics; ``tcm encode --analysis-precision`` overrides the choice.
+with the exact numerics; ``tcm encode --analysis-precision`` overrides the choice. g_s stays
+float32 unless a decode asks for bfloat16 (``synthesis_dtype``, ``tcm decode
+--synthesis-precision``): the symbols are the same, the pixels close.
 """
 
 from __future__ import annotations
@@ -13,6 +15,7 @@ import pytest
 import torch
 
 from tcmcodec import codec, container, runtime
+from tcmcodec.codec import decode_stream_details, read_stream
 from tcmcodec.tiling import TilePlan
 
 from conftest import make_model, run_cli
@@ -95,3 +98,28 @@ def test_encode_analysis_precision_option_codes_decodable_files_and_leaves_the_m
     assert loaded.analysis_dtype is before
     assert run_cli("decode", tmp_path / "out.tcm", tmp_path / "out.png", "--checkpoint", tiny_vr_checkpoint) == 0
     assert Image.open(tmp_path / "out.png").size == (80, 48)
+
+
+def test_a_bfloat16_synthesis_is_asked_for_and_decodes_the_same_symbols_to_close_pixels():
+    model = make_model("tcm-tiny-vr", seed=7)
+    data = codec.encode_image(_image(64, 96), model, quality=60).data
+    stream = read_stream(data)
+    plain = decode_stream_details(stream, model)
+    reduced = decode_stream_details(stream, model, synthesis_dtype=torch.bfloat16)
+    assert reduced.symbol_digests == plain.symbol_digests
+    assert np.array_equal(np.asarray(codec.decode(data, model)), np.asarray(plain.image))  # float32 by default
+    difference = np.abs(np.asarray(reduced.image, dtype=np.int16) - np.asarray(plain.image, dtype=np.int16))
+    assert 0 < difference.max() <= 8
+
+
+def test_decode_synthesis_precision_option_writes_the_image(tmp_path, tiny_vr_checkpoint):
+    from PIL import Image
+
+    source = tmp_path / "in.png"
+    Image.fromarray(_image(48, 80)).save(source)
+    assert run_cli("encode", source, tmp_path / "in.tcm", "--checkpoint", tiny_vr_checkpoint) == 0
+    for choice in ("float32", "bfloat16"):
+        out = tmp_path / f"{choice}.png"
+        assert run_cli("decode", tmp_path / "in.tcm", out, "--checkpoint", tiny_vr_checkpoint,
+                       "--synthesis-precision", choice) == 0
+        assert Image.open(out).size == (80, 48)
