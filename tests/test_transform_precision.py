@@ -123,3 +123,12 @@ def test_decode_synthesis_precision_option_writes_the_image(tmp_path, tiny_vr_ch
         assert run_cli("decode", tmp_path / "in.tcm", out, "--checkpoint", tiny_vr_checkpoint,
                        "--synthesis-precision", choice) == 0
         assert Image.open(out).size == (80, 48)
+
+
+def test_evaluation_results_record_the_analysis_precision_this_machine_used(tiny_vr_checkpoint):
+    from tcmcodec.evaluate.codecs import get_codec
+
+    loaded = codec.load_model(tiny_vr_checkpoint)
+    expected = "bfloat16" if loaded.analysis_dtype is torch.bfloat16 else "float32"
+    assert get_codec(f"tcm:checkpoint={tiny_vr_checkpoint}").settings["analysis_precision"] == expected
+    assert get_codec("tcm:checkpoint=/no/such/weights.pt").settings["analysis_precision"] is None
