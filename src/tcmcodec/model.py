@@ -225,18 +225,17 @@ class TCM(nn.Module):
         """g_a alone: the ungained y (B, M, H/16, W/16), the same at every rate, so an encoder
         trying several rates (:mod:`tcmcodec.ratecontrol`) runs it once."""
         dtype = self.transform_dtype or (None if self.training else self.analysis_dtype)
-        return self._transform(self.g_a, x, dtype, len(self.g_a) - 1, tiling, x.shape[-2:], 1, 1 / LATENT_STRIDE)
+        return self._transform(self.g_a, x, dtype, len(self.g_a) - 1, tiling, 1, 1 / LATENT_STRIDE)
 
     def _transform(self, layers: nn.Sequential, x: Tensor, dtype: torch.dtype | None, full_precision: int,
-                   tiling: TilePlan | None, image_size: tuple[int, int], pixels_per_input: int,
-                   scale: float) -> Tensor:
+                   tiling: TilePlan | None, pixels_per_input: int, scale: float) -> Tensor:
         """:func:`run_transform` of g_a or g_s, tile by tile where ``tiling`` applies to the image
-        size (its tiles and halos in image pixels, ``pixels_per_input`` per input position;
+        (its tiles and halos in image pixels, ``pixels_per_input`` per input position;
         ``scale`` output positions per input position)."""
         def transform(part: Tensor) -> Tensor:
             return run_transform(layers, part, dtype, full_precision)
 
-        if tiling is None or not tiling.applies(*image_size):
+        if tiling is None or not tiling.applies(*(pixels_per_input * d for d in x.shape[-2:])):
             return transform(x)
         self._check_plan(tiling)
         return tiled_apply(transform, x, tiling.tile // pixels_per_input, tiling.halo // pixels_per_input, scale)
@@ -258,9 +257,7 @@ class TCM(nn.Module):
         precision of g_s's inner layers (None: float32; training uses :attr:`transform_dtype`)."""
         if rate is not None:
             y_hat = self.inverse_gain_y(y_hat, rate)
-        size = (LATENT_STRIDE * y_hat.shape[-2], LATENT_STRIDE * y_hat.shape[-1])
-        return self._transform(self.g_s, y_hat, self.transform_dtype or dtype, 0, tiling, size,
-                               LATENT_STRIDE, LATENT_STRIDE)
+        return self._transform(self.g_s, y_hat, self.transform_dtype or dtype, 0, tiling, LATENT_STRIDE, LATENT_STRIDE)
 
     def hyper_parameters(self, z_hat: Tensor, rate: Rate = None, parallel: bool = False) -> tuple[Tensor, Tensor]:
         """Hyper means and scales (B, M, 4h, 4w) from ẑ (B, hyper, h, w)."""
