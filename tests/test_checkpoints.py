@@ -41,7 +41,8 @@ LAYOUTS = {
 
 
 @pytest.mark.parametrize("layout", sorted(LAYOUTS))
-def test_every_checkpoint_layout_loads_to_the_same_ready_model(tmp_path, tiny_model, layout):
+def test_every_checkpoint_layout_loads_to_the_same_ready_model(tmp_path, tiny_model, layout, monkeypatch):
+    monkeypatch.setattr(tiny_model, "channels_last_transforms", False)  # the authors' transforms
     path = tmp_path / "ckpt.pth.tar"
     torch.save(LAYOUTS[layout](tiny_model.state_dict()), path)
     model = tcmcodec.load_model(path)
@@ -50,6 +51,7 @@ def test_every_checkpoint_layout_loads_to_the_same_ready_model(tmp_path, tiny_mo
     assert model.config.name == "tcm-tiny"
     assert model.weights_hash == weights_hash(tiny_model.state_dict(), tiny_model.config)
     assert not model.exact_entropy  # the authors' layout: their float arithmetic by default
+    assert not model.channels_last_transforms  # and their transforms' (g_a's floats decide symbols)
     x = torch.rand(1, 3, 128, 128)
     for exact in (False, True):
         assert model.compress(x, exact=exact)["strings"] == tiny_model.compress(x, exact=exact)["strings"]

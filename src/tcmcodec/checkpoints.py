@@ -214,7 +214,8 @@ def load_checkpoint(path: str | os.PathLike) -> TCM:
     The authors' checkpoints (no config of ours in the file) code with the float entropy
     path by default (``exact_entropy = False``): their bitstreams then follow the reference
     implementation's arithmetic, at the price of decoding only on the kind of computer that
-    wrote them; ``exact=True`` codes them portably.
+    wrote them; ``exact=True`` codes them portably. Their g_a and g_s keep the reference's
+    channels-first arithmetic too (``channels_last_transforms = False``).
     """
     data = read_checkpoint(path)
     state = extract_state_dict(data)
@@ -225,7 +226,7 @@ def load_checkpoint(path: str | os.PathLike) -> TCM:
         except (TypeError, ValueError) as exc:
             raise ModelNotFoundError(f"checkpoint {path} has an invalid config: {exc}") from None
     model = model_from_state_dict(state, config)
-    model.exact_entropy = config is not None
+    model.exact_entropy = model.channels_last_transforms = config is not None
     return model
 
 

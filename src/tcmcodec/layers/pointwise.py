@@ -18,15 +18,25 @@ from torch import Tensor, nn
 from tcmcodec.layers.gdn import GDN
 
 
+def _strictly_channels_last(x: Tensor) -> bool:
+    """True for a dense channels-last map that is not also channels-first contiguous."""
+    return x.dim() == 4 and not x.is_contiguous() and x.is_contiguous(memory_format=torch.channels_last)
+
+
 def pointwise(x: Tensor, weight: Tensor, bias: Tensor | None) -> Tensor:
     """(B, C, H, W) x (O, C) [+ (O,)] -> (B, O, H, W): one fused ``addmm`` per image
-    (no broadcast copies, bias added in the same pass)."""
+    (no broadcast copies, bias added in the same pass). A channels-last ``x`` gives a
+    channels-last result from one ``addmm`` over all pixels (B·H·W, C) x (C, O)."""
     batch, channels, height, width = x.shape
     out_channels = weight.shape[0]
     w = weight.reshape(out_channels, channels)
-    flat = x.reshape(batch, channels, height * width)
     if bias is None:
         bias = x.new_zeros(out_channels)
+    if _strictly_channels_last(x):
+        pixels = x.permute(0, 2, 3, 1).reshape(-1, channels)  # a view of the dense map
+        out = torch.addmm(bias, pixels, w.t())
+        return out.view(batch, height, width, out_channels).permute(0, 3, 1, 2)
+    flat = x.reshape(batch, channels, height * width)
     if batch == 1:
         out = torch.addmm(bias[:, None], w, flat[0])[None]
     else:
