@@ -132,8 +132,8 @@ class TCM(nn.Module):
         #: code with the exact (platform-independent) entropy-parameter path by default;
         #: False for weights whose float outputs must match another implementation's
         self.exact_entropy = True
-        #: g_a and g_s keep channels-last activations at inference on the CPU (float32 g_s
-        #: 1.3x faster; other last bits); False: the reference's order, as the authors' code
+        #: g_a and g_s keep channels-last activations at inference on the CPU (float32 g_a and
+        #: g_s 1.13x faster; other last bits); False: the reference's order, as the authors' code
         self.channels_last_transforms = True
         self._coding_tables: CodingTables | None = None
         #: the name ``.tcm`` files record: a zoo name, else the config's (set by the loader)
