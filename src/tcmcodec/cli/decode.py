@@ -28,7 +28,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help=f"zlib level of PNG output: 9 smallest, 1 fastest (default {PNG_COMPRESSION})")
     p.add_argument("--synthesis-precision", choices=("float32", "bfloat16"), default="float32",
                    help="precision of the synthesis transform (the decoder's network): float32 (the "
-                        "default: pixels agree within one level on every computer) or bfloat16 (1.4x "
+                        "default: pixels agree within one level on every computer) or bfloat16 (1.7x "
                         "faster where the CPU or GPU computes it natively, slower elsewhere; pixels "
                         "may differ from float32's by a few levels)")
     add_threads_argument(p)
